@@ -1,0 +1,3 @@
+"""Framework adapters. Each supplies arrays, autodiff and a freezer; none holds model math."""
+
+BACKENDS = ("numpy", "torch", "jax")

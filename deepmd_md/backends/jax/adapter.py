@@ -1,0 +1,96 @@
+"""JAX adapter: jnp arrays, jax.grad and jax.jit (one compile per system shape)."""
+
+from __future__ import annotations
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # fp64 models need it; fp32 models stay fp32
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from deepmd_md import keys  # noqa: E402
+from deepmd_md.backends.common import efv_from_grads, total_energy  # noqa: E402
+from deepmd_md.train.loss import ener_loss  # noqa: E402
+from deepmd_md.train.optim import adam_update  # noqa: E402
+from deepmd_md.tree import tree_map  # noqa: E402
+
+name = "jax"
+
+
+def asarray(tree, trainable: bool = False):
+    return tree_map(lambda x: jnp.asarray(np.asarray(x)), tree)
+
+
+def to_numpy(tree):
+    return tree_map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, tree)
+
+
+def efv(config, params, buffers, coord, prep) -> dict:
+    """Energy, atomic energy, force, virial; differentiable w.r.t. params (for training)."""
+    strain = jnp.zeros((coord.shape[0], 3, 3), dtype=coord.dtype)
+
+    def etot(c, s):
+        return total_energy(config, params, buffers, c, s, prep)
+
+    (_, ae), (g_c, g_s) = jax.value_and_grad(etot, argnums=(0, 1), has_aux=True)(coord, strain)
+    return efv_from_grads(ae, g_c, g_s)
+
+
+_EVAL_CACHE: dict = {}
+
+
+def evaluate(config, params, buffers, coord, prep) -> dict:
+    """Inference (jit-compiled, cached per model config): NumPy in, NumPy out."""
+    key = id(config)
+    if key not in _EVAL_CACHE:
+        _EVAL_CACHE.clear()
+        _EVAL_CACHE[key] = jax.jit(lambda p, b, c, pr: efv(config, p, b, c, pr))
+    out = _EVAL_CACHE[key](params, buffers, jnp.asarray(coord), asarray(prep))
+    return to_numpy(out)
+
+
+class Trainer:
+    """Trainable arrays and a jitted step (loss, grad, Adam) per model."""
+
+    def __init__(self, config: dict, params_np: dict, buffers_np: dict):
+        self.config = config
+        self.params = asarray(params_np)
+        self.buffers = asarray(buffers_np)
+
+        def loss_fn(params, batch, prep, pref):
+            pred = efv(config, params, self.buffers, batch[keys.COORD], prep)
+            return ener_loss(pred, batch, pref)
+
+        def step(params, opt_state, batch, prep, pref, lr):
+            (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, batch, prep, pref)
+            params, opt_state = adam_update(params, grads, opt_state, lr)
+            return params, opt_state, metrics
+
+        self._step = jax.jit(step)
+        self._eval = jax.jit(lambda p, b, pr, pref: loss_fn(p, b, pr, pref)[1])
+
+    def step(self, batch, prep, pref, opt_state, lr: float):
+        self.params, opt_state, metrics = self._step(
+            self.params, opt_state, _batch(batch), asarray(prep), _f(pref), jnp.asarray(lr))
+        return opt_state, {k: float(v) for k, v in metrics.items()}
+
+    def evaluate_metrics(self, batch, prep, pref):
+        m = self._eval(self.params, _batch(batch), asarray(prep), _f(pref))
+        return {k: float(v) for k, v in m.items()}
+
+    def params_numpy(self):
+        return to_numpy(self.params)
+
+
+def _batch(batch: dict) -> dict:
+    return {k: jnp.asarray(v) for k, v in batch.items() if v is not None and k in _BATCH_KEYS}
+
+
+def _f(pref: dict) -> dict:
+    return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in pref.items()}
+
+
+_BATCH_KEYS = (keys.COORD, keys.LABEL_ENERGY, keys.LABEL_FORCE, keys.LABEL_VIRIAL,
+               keys.FIND_VIRIAL)

@@ -1,0 +1,83 @@
+"""PyTorch adapter: tensors, autograd (double backward for force training), nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepmd_md import keys
+from deepmd_md.backends.common import efv_from_grads, total_energy
+from deepmd_md.train.loss import ener_loss
+from deepmd_md.train.optim import adam_update
+from deepmd_md.tree import tree_map
+
+name = "torch"
+
+
+def asarray(tree, trainable: bool = False):
+    def leaf(x):
+        t = torch.as_tensor(np.asarray(x))
+        return t.requires_grad_(True) if trainable and t.is_floating_point() else t
+
+    return tree_map(leaf, tree)
+
+
+def to_numpy(tree):
+    return tree_map(lambda t: t.detach().cpu().numpy() if torch.is_tensor(t) else t, tree)
+
+
+def efv(config, params, buffers, coord, prep, create_graph: bool = False) -> dict:
+    """Energy, atomic energy, force and virial. coord: [nf, nat, 3] tensor."""
+    coord = coord.detach().requires_grad_(True)
+    strain = torch.zeros((coord.shape[0], 3, 3), dtype=coord.dtype, requires_grad=True)
+    e, ae = total_energy(config, params, buffers, coord, strain, prep)
+    g_coord, g_strain = torch.autograd.grad(e, [coord, strain], create_graph=create_graph)
+    return efv_from_grads(ae, g_coord, g_strain)
+
+
+def evaluate(config, params, buffers, coord, prep) -> dict:
+    """Inference: NumPy in, NumPy out."""
+    out = efv(config, params, buffers, torch.as_tensor(coord), asarray(prep))
+    return to_numpy(out)
+
+
+class Trainer:
+    """Holds trainable tensors and Adam moments; `step` = loss, backward, Adam."""
+
+    def __init__(self, config: dict, params_np: dict, buffers_np: dict):
+        self.config = config
+        self.params = asarray(params_np, trainable=True)
+        self.buffers = asarray(buffers_np)
+
+    def loss(self, batch: dict, prep: dict, pref: dict, train: bool):
+        b = asarray(batch)
+        pred = efv(self.config, self.params, self.buffers, b[keys.COORD], asarray(prep),
+                   create_graph=train)
+        return ener_loss(pred, b, pref)
+
+    def step(self, batch, prep, pref, opt_state, lr: float):
+        loss, metrics = self.loss(batch, prep, pref, train=True)
+        leaves = _leaves(self.params)
+        grads = torch.autograd.grad(loss, leaves)
+        grad_tree = _rebuild(self.params, iter(grads))
+        with torch.no_grad():
+            new, opt_state = adam_update(self.params, grad_tree, opt_state, lr)
+        self.params = tree_map(lambda t: t.detach().requires_grad_(True), new)
+        return opt_state, {k: float(v) for k, v in metrics.items()}
+
+    def evaluate_metrics(self, batch, prep, pref):
+        loss, metrics = self.loss(batch, prep, pref, train=False)
+        return {k: float(v) for k, v in metrics.items()}
+
+    def params_numpy(self):
+        return to_numpy(self.params)
+
+
+def _leaves(tree):
+    out = []
+    tree_map(out.append, tree)
+    return out
+
+
+def _rebuild(tree, it):
+    return tree_map(lambda _: next(it), tree)

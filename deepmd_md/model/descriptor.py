@@ -1,0 +1,129 @@
+"""Two-body embedding descriptors se_e2_a (full env matrix) and se_e2_r (radial only).
+
+Math (Zhang et al. 2018, DeePMD-kit v2/v3 papers): for center i with normalised env rows R_ij,
+G_ij = N_{t_j}(s_ij) (or N_{t_i,t_j} without type_one_side), T_i = G_i^T R_i / nnei [M1, 4] and
+D_i = T_i T_i[:M2]^T [M1, M2] (se_e2_a), or D_i = sum_j G_ij / nnei [M1] (se_e2_r).
+The neighbor list must be type-blocked (see env.format_nlist): block t = sel[t] slots of type t.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from deepmd_md.model.env import env_matrix
+from deepmd_md.model.nn import apply_net, init_net
+
+
+def is_radial(cfg: dict) -> bool:
+    return cfg["type"] == "se_e2_r"
+
+
+def out_dim(cfg: dict) -> int:
+    m1 = cfg["neuron"][-1]
+    return m1 if is_radial(cfg) else m1 * cfg["axis_neuron"]
+
+
+def net_keys(cfg: dict, ntypes: int) -> list[str]:
+    """Names of the embedding nets: 't{j}' per neighbor type, or 't{i}_{j}' per type pair."""
+    if cfg.get("type_one_side", True):
+        return [f"t{j}" for j in range(ntypes)]
+    return [f"t{i}_{j}" for i in range(ntypes) for j in range(ntypes)]
+
+
+def init_params(cfg: dict, ntypes: int, rng: np.random.Generator, dtype) -> dict:
+    sizes = [1, *cfg["neuron"]]
+    return {k: init_net(rng, sizes, cfg["resnet_dt"], dtype) for k in net_keys(cfg, ntypes)}
+
+
+def init_stats(cfg: dict, ntypes: int, dtype) -> dict:
+    ncomp = 1 if is_radial(cfg) else 4
+    return {"davg": np.zeros((ntypes, ncomp), dtype), "dstd": np.ones((ntypes, ncomp), dtype)}
+
+
+def normalised_env(cfg: dict, stats: dict, ext_coord, ext_atype, nlist):
+    """(env - davg[t_i]) / dstd[t_i]: [nf, nloc, nnei, 4|1]. Empty slots equal a neighbor at rcut."""
+    xp = array_namespace(ext_coord)
+    env = env_matrix(ext_coord, nlist, cfg["rcut_smth"], cfg["rcut"], radial_only=is_radial(cfg))
+    nloc = nlist.shape[1]
+    atype = ext_atype[:, :nloc]
+    flat = xp.reshape(atype, (-1,))
+    shape = (atype.shape[0], nloc, 1, env.shape[-1])
+    avg = xp.reshape(xp.take(stats["davg"], flat, axis=0), shape)
+    std = xp.reshape(xp.take(stats["dstd"], flat, axis=0), shape)
+    return (env - avg) / std
+
+
+def descriptor(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist):
+    """Descriptor D: [nf, nloc, out_dim(cfg)].
+
+    ext_coord: [nf, nall, 3]; ext_atype: [nf, nall]; nlist: [nf, nloc, sum(sel)] type-blocked.
+    """
+    xp = array_namespace(ext_coord)
+    env = normalised_env(cfg, stats, ext_coord, ext_atype, nlist)
+    nloc, nnei = nlist.shape[1], nlist.shape[2]
+    ntypes = len(cfg["sel"])
+    one_side = cfg.get("type_one_side", True)
+    atype = ext_atype[:, :nloc]
+    act = cfg["activation_function"]
+    acc = None
+    start = 0
+    for tj, nsel in enumerate(cfg["sel"]):
+        block = env[:, :, start : start + nsel, :]  # [nf, nloc, nsel, c]
+        start += nsel
+        s = block[..., :1]
+        if one_side:
+            terms = [(None, apply_net(params[f"t{tj}"], s, act, embedding=True))]
+        else:
+            terms = [
+                (ti, apply_net(params[f"t{ti}_{tj}"], s, act, embedding=True))
+                for ti in range(ntypes)
+            ]
+        for ti, g in terms:  # g: [nf, nloc, nsel, M1]
+            if is_radial(cfg):
+                part = xp.sum(g, axis=2)  # [nf, nloc, M1]
+            else:
+                part = xp.matmul(xp.matrix_transpose(g), block)  # [nf, nloc, M1, 4]
+            if ti is not None:
+                sel_i = xp.reshape(atype == ti, (*atype.shape, *([1] * (part.ndim - 2))))
+                part = xp.where(sel_i, part, xp.zeros_like(part))
+            acc = part if acc is None else acc + part
+    acc = acc / nnei
+    if is_radial(cfg):
+        return acc
+    m2 = cfg["axis_neuron"]
+    d = xp.matmul(acc, xp.matrix_transpose(acc[:, :, :m2, :]))  # [nf, nloc, M1, M2]
+    return xp.reshape(d, (d.shape[0], nloc, d.shape[2] * m2))
+
+
+def env_stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray:
+    """Sums for env-matrix statistics, per center type: [nt, 5] = (n, sum s, sum s^2, n_ang,
+    sum a^2) over every neighbor slot (empty slots count as 0), a = s x/r components."""
+    env = np.asarray(env_matrix(ext_coord, nlist, cfg["rcut_smth"], cfg["rcut"]))
+    nloc = nlist.shape[1]
+    atype = np.asarray(ext_atype)[:, :nloc]
+    out = np.zeros((ntypes, 5))
+    for t in range(ntypes):
+        e = env[atype == t]  # [n_t, nnei, 4]
+        s, a = e[..., 0], e[..., 1:]
+        out[t] = (s.size, s.sum(), (s * s).sum(), a.size, (a * a).sum())
+    return out
+
+
+def stats_from_sums(cfg: dict, sums: np.ndarray, dtype, protection: float = 1e-2) -> dict:
+    """davg/dstd per center type from accumulated env_stat_sums ([nt, 5]); std floored."""
+    ntypes = sums.shape[0]
+    st = init_stats(cfg, ntypes, dtype)
+    for t in range(ntypes):
+        n, s1, s2, na, a2 = sums[t]
+        if n == 0:
+            continue
+        mean = s1 / n
+        std_r = np.sqrt(max(s2 / n - mean * mean, 0.0))
+        std_a = np.sqrt(a2 / na) if na else 1.0
+        if not cfg.get("set_davg_zero", False):
+            st["davg"][t, 0] = mean
+        st["dstd"][t, 0] = max(std_r, protection)
+        if not is_radial(cfg):
+            st["dstd"][t, 1:] = max(std_a, protection)
+    return st

@@ -1,0 +1,29 @@
+"""Energy fitting: one net per center type maps the descriptor to an atomic energy, plus a
+fixed per-type bias (least-squares fit of the training energies, see data.stats)."""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from deepmd_md.model.nn import apply_net, init_net
+
+
+def init_params(cfg: dict, dim_in: int, ntypes: int, rng: np.random.Generator, dtype) -> dict:
+    sizes = [dim_in, *cfg["neuron"], 1]
+    return {
+        f"t{t}": init_net(rng, sizes, cfg["resnet_dt"], dtype, final_linear=True)
+        for t in range(ntypes)
+    }
+
+
+def atomic_energy(cfg: dict, params: dict, bias, desc, atype):
+    """desc: [nf, nloc, d]; atype: [nf, nloc]; bias: [nt] -> atomic energy [nf, nloc]."""
+    xp = array_namespace(desc)
+    act = cfg["activation_function"]
+    out = xp.take(bias, xp.reshape(atype, (-1,)), axis=0)
+    out = xp.reshape(out, atype.shape)
+    for t in range(bias.shape[0]):
+        e = apply_net(params[f"t{t}"], desc, act, embedding=False, final_linear=True)[..., 0]
+        out = out + xp.where(atype == t, e, xp.zeros_like(e))
+    return out

@@ -1,0 +1,52 @@
+"""From frames (coord, atype, box) to the extended-atom inputs of `forward_lower`, and back.
+
+`prepare_frames` (NumPy, outside any autodiff graph) finds periodic images and the type-blocked
+neighbor list once per configuration. `frame_atom_energy` (array API, inside the graph) rebuilds
+the extended coordinates from `coord` and a strain, so that -dE/dcoord are the forces folded onto
+owners and -dE/dstrain is the virial: no scatter-add, hence one code path for every framework.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from deepmd_md import keys
+from deepmd_md.model.env import format_nlist, gather_rows
+from deepmd_md.model.model import atomic_outputs, rcut_of, sel_of
+
+
+def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> dict:
+    """coord: [nf, nat, 3]; atype: [nf, nat]; box: [nf, 9] | None ->
+    {mapping [nf, nall], shift [nf, nall, 3], extended_atype [nf, nall], nlist [nf, nat, nnei]}."""
+    from deepmd_md.data.neighbor import (
+        check_sel as _check,
+        count_neighbors,
+        extend_coord,
+        neighbor_candidates,
+    )
+
+    coord = np.asarray(coord, dtype=np.float64)
+    atype = np.asarray(atype, dtype=np.int64)
+    rcut, sel = rcut_of(config), sel_of(config)
+    ext_coord, ext_atype, mapping, shift = extend_coord(coord, atype, box, rcut)
+    raw = neighbor_candidates(ext_coord, coord.shape[1], rcut)
+    if check_sel:
+        _check(count_neighbors(ext_atype, raw, len(sel)), sel, config["type_map"])
+    nlist = np.asarray(format_nlist(ext_coord, ext_atype, raw, rcut, sel))
+    return {keys.MAPPING: mapping, keys.SHIFT: shift, keys.EXT_ATYPE: ext_atype, keys.NLIST: nlist}
+
+
+def extended_coord(coord, strain, mapping, shift):
+    """(coord[mapping] + shift)(I + strain): coord [nf, nat, 3], strain [nf, 3, 3] -> [nf, nall, 3]."""
+    xp = array_namespace(coord)
+    ext = gather_rows(coord, mapping) + shift
+    return ext + xp.matmul(ext, strain)
+
+
+def frame_atom_energy(config, params, buffers, coord, strain, prep: dict):
+    """Atomic energies [nf, nat] as a function of coord [nf, nat, 3] and strain [nf, 3, 3]."""
+    ext = extended_coord(coord, strain, prep[keys.MAPPING], prep[keys.SHIFT])
+    return atomic_outputs(config, params, buffers, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST])[
+        "energy"
+    ]

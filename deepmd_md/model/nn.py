@@ -1,0 +1,72 @@
+"""Dense networks as pure functions of a parameter dict (array API).
+
+A network's parameters are {"layers": [{"w": [nin, nout], "b": [nout], "idt": [nout]?}, ...]}.
+Layer rule (DeePMD convention): y = act(x @ w + b) * idt; embedding nets add the input back when
+nout == nin or nout == 2 nin (the input concatenated with itself), fitting nets when nout == nin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from array_api_compat import array_namespace
+
+ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf", "linear", "none")
+
+
+def activate(x, name: str):
+    """Elementwise activation; all are analytic except relu/relu6 (complex-step safe: tanh, gelu)."""
+    xp = array_namespace(x)
+    if name == "tanh":
+        return xp.tanh(x)
+    if name in ("gelu", "gelu_tf"):  # tanh approximation, as DeePMD-kit
+        return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    if name == "relu":
+        return xp.where(x > 0, x, xp.zeros_like(x))
+    if name == "relu6":
+        return xp.clip(x, 0.0, 6.0)
+    if name == "softplus":
+        return xp.log(1.0 + xp.exp(-xp.abs(x))) + xp.where(x > 0, x, xp.zeros_like(x))
+    if name == "sigmoid":
+        return 1.0 / (1.0 + xp.exp(-x))
+    if name in ("linear", "none"):
+        return x
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def init_net(rng: np.random.Generator, sizes: list[int], resnet_dt: bool, dtype, final_linear=False):
+    """Random parameters of a net with layer widths `sizes` = [nin, n1, n2, ...] (NumPy arrays)."""
+    layers = []
+    for i, (nin, nout) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        last = final_linear and i == len(sizes) - 2
+        layer = {
+            "w": rng.normal(0.0, 1.0 / math.sqrt(nin + nout), (nin, nout)).astype(dtype),
+            "b": (np.zeros(nout) if last else rng.normal(0.0, 1.0, nout)).astype(dtype),
+        }
+        if resnet_dt and not last:
+            layer["idt"] = rng.normal(0.1, 0.001, nout).astype(dtype)
+        layers.append(layer)
+    return {"layers": layers}
+
+
+def apply_net(params: dict, x, activation: str, embedding: bool, final_linear: bool = False):
+    """Apply a net to x: [..., nin] -> [..., nout]. See module docstring for the residual rule."""
+    xp = array_namespace(x)
+    layers = params["layers"]
+    for i, layer in enumerate(layers):
+        w, b = layer["w"], layer["b"]
+        nin, nout = w.shape
+        y = xp.matmul(x, w) + b
+        if final_linear and i == len(layers) - 1:
+            x = y
+            continue
+        y = activate(y, activation)
+        if "idt" in layer:
+            y = y * layer["idt"]
+        if nout == nin:
+            y = y + x
+        elif embedding and nout == 2 * nin:
+            y = y + xp.concat([x, x], axis=-1)
+        x = y
+    return x

@@ -1,0 +1,51 @@
+"""Adam on trees of arrays (array API): one implementation for every backend, and moments that
+live in a framework-neutral checkpoint."""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from deepmd_md.tree import tree_map
+
+B1, B2, EPS = 0.9, 0.999, 1e-8
+
+
+def adam_init(params):
+    return {"m": tree_map(_zeros, params), "v": tree_map(_zeros, params), "t": 0}
+
+
+def _zeros(x):
+    return array_namespace(x).zeros_like(x)
+
+
+def adam_update(params, grads, state, lr: float):
+    """One Adam step; returns (new params, new state). Pure: nothing is updated in place."""
+    t = state["t"] + 1
+    c1, c2 = 1.0 - B1**t, 1.0 - B2**t
+
+    def leaf(p, g, m, v):
+        xp = array_namespace(p)
+        m = B1 * m + (1.0 - B1) * g
+        v = B2 * v + (1.0 - B2) * g * g
+        p = p - (lr / c1) * m / (xp.sqrt(v / c2) + EPS)
+        return p, m, v
+
+    out = _zip_map(leaf, params, grads, state["m"], state["v"])
+    return (_pick(out, 0), {"m": _pick(out, 1), "v": _pick(out, 2), "t": t})
+
+
+def _zip_map(fn, *trees):
+    t0 = trees[0]
+    if isinstance(t0, dict):
+        return {k: _zip_map(fn, *(t[k] for t in trees)) for k in t0}
+    if isinstance(t0, list):
+        return [_zip_map(fn, *(t[i] for t in trees)) for i in range(len(t0))]
+    return fn(*trees)
+
+
+def _pick(tree, i):
+    if isinstance(tree, dict):
+        return {k: _pick(v, i) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_pick(v, i) for v in tree]
+    return tree[i]
