@@ -1,0 +1,170 @@
+// PyTorch backend of the deepmd_md core: TorchScript (.pth) and AOTInductor
+// (.pt2) frozen models.  Built into its own shared object, dlopened by the core.
+#include <ATen/Parallel.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/script.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "dpmd/backend.h"
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+void copy_out(const at::Tensor& t, double* dst, int64_t n, const char* what) {
+  at::Tensor c = t.to(at::kDouble).contiguous();
+  if (c.numel() != n)
+    throw std::runtime_error(std::string("model output '") + what + "' has " + std::to_string(c.numel()) +
+                             " values, expected " + std::to_string(n));
+  std::memcpy(dst, c.data_ptr<double>(), sizeof(double) * size_t(n));
+}
+
+struct Inputs {
+  at::Tensor coord, atype, nlist, fparam, aparam;
+};
+
+Inputs make_inputs(const dpmd::BackendInput& in) {
+  auto dopt = at::TensorOptions().dtype(at::kDouble);
+  auto iopt = at::TensorOptions().dtype(at::kLong);
+  Inputs r;
+  r.coord = torch::from_blob(const_cast<double*>(in.coord), {1, in.nall, 3}, dopt);
+  r.atype = torch::from_blob(const_cast<int64_t*>(in.atype), {1, in.nall}, iopt);
+  r.nlist = torch::from_blob(const_cast<int64_t*>(in.nlist), {1, in.nloc, in.nnei}, iopt);
+  if (in.fparam) r.fparam = torch::from_blob(const_cast<double*>(in.fparam), {1, in.dim_fparam}, dopt);
+  if (in.aparam) r.aparam = torch::from_blob(const_cast<double*>(in.aparam), {1, in.nloc, in.dim_aparam}, dopt);
+  return r;
+}
+
+class TorchScriptBackend : public dpmd::Backend {
+ public:
+  explicit TorchScriptBackend(const std::string& path) {
+    torch::jit::ExtraFilesMap extra{{"metadata.json", ""}};
+    module_ = torch::jit::load(path, torch::kCPU, extra);
+    module_.eval();
+    meta_ = extra["metadata.json"];
+    if (!module_.find_method("forward_lower"))
+      throw std::runtime_error("the TorchScript module has no forward_lower method");
+  }
+  const char* name() const override { return "torchscript"; }
+  std::string metadata_json() const override { return meta_; }
+  void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
+    Inputs t = make_inputs(in);
+    std::vector<c10::IValue> args;
+    args.reserve(7);
+    args.emplace_back(t.coord);
+    args.emplace_back(t.atype);
+    args.emplace_back(t.nlist);
+    args.emplace_back(c10::IValue());  // mapping
+    args.emplace_back(t.fparam.defined() ? c10::IValue(t.fparam) : c10::IValue());
+    args.emplace_back(t.aparam.defined() ? c10::IValue(t.aparam) : c10::IValue());
+    args.emplace_back(in.atomic_virial);
+    auto res = module_.get_method("forward_lower")(std::move(args));
+    auto d = res.toGenericDict();
+    auto get = [&](const char* k) -> at::Tensor {
+      auto it = d.find(std::string(k));
+      if (it == d.end()) throw std::runtime_error(std::string("model output has no '") + k + "'");
+      return it->value().toTensor();
+    };
+    out.energy = get("energy").to(at::kDouble).sum().item<double>();
+    copy_out(get("virial"), out.virial, 9, "virial");
+    copy_out(get("extended_force"), out.force, 3 * in.nall, "extended_force");
+    if (out.atom_energy) copy_out(get("atom_energy"), out.atom_energy, in.nloc, "atom_energy");
+    if (out.atom_virial) copy_out(get("extended_virial"), out.atom_virial, 9 * in.nall, "extended_virial");
+  }
+
+ private:
+  torch::jit::Module module_;
+  std::string meta_;
+};
+
+// AOTInductor package contract (see docs/lammps.md):
+//   inputs  (extended_coord [1,nall,3] f64, extended_atype [1,nall] i64,
+//            nlist [1,nloc,nnei] i64 [, fparam [1,dim_fparam]] [, aparam [1,nloc,dim_aparam]])
+//   outputs (atom_energy [1,nloc], energy [1], extended_force [1,nall,3],
+//            virial [1,9], extended_virial [1,nall,9])
+//   metadata: the package metadata key "deepmd_md.metadata" holds metadata.json
+class AOTIBackend : public dpmd::Backend {
+ public:
+  explicit AOTIBackend(const std::string& path) {
+    loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", /*run_single_threaded=*/true);
+    auto md = loader_->get_metadata();
+    for (const char* k : {"deepmd_md.metadata", "metadata.json"}) {
+      auto it = md.find(k);
+      if (it != md.end()) { meta_ = it->second; break; }
+    }
+  }
+  const char* name() const override { return "aotinductor"; }
+  std::string metadata_json() const override { return meta_; }
+  void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
+    Inputs t = make_inputs(in);
+    std::vector<at::Tensor> args{t.coord, t.atype, t.nlist};
+    if (t.fparam.defined()) args.push_back(t.fparam);
+    if (t.aparam.defined()) args.push_back(t.aparam);
+    auto res = loader_->run(args);
+    if (res.size() < 4) throw std::runtime_error("AOTInductor model returned " + std::to_string(res.size()) + " outputs, expected 5");
+    out.energy = res[1].to(at::kDouble).sum().item<double>();
+    copy_out(res[3], out.virial, 9, "virial");
+    copy_out(res[2], out.force, 3 * in.nall, "extended_force");
+    if (out.atom_energy) copy_out(res[0], out.atom_energy, in.nloc, "atom_energy");
+    if (out.atom_virial) {
+      if (res.size() < 5) throw std::runtime_error("AOTInductor model has no extended_virial output");
+      copy_out(res[4], out.atom_virial, 9 * in.nall, "extended_virial");
+    }
+  }
+
+ private:
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  std::string meta_;
+};
+
+std::once_flag g_thread_once;
+
+void apply_threads(int intra, int inter) {
+  if (intra <= 0) {
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    intra = (omp && std::atoi(omp) > 0) ? std::atoi(omp) : 1;
+  }
+  at::set_num_threads(intra);
+  if (inter <= 0) inter = 1;
+  std::call_once(g_thread_once, [inter] {
+    try {
+      at::set_num_interop_threads(inter);
+    } catch (...) {
+    }
+  });
+}
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) dpmd::Backend* dpmd_backend_create(const char* path, char* err,
+                                                                                    unsigned long errlen) {
+  try {
+    std::string p(path);
+    if (ends_with(p, ".pt2")) return new AOTIBackend(p);
+    return new TorchScriptBackend(p);
+  } catch (const c10::Error& e) {
+    std::snprintf(err, errlen, "%s", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    std::snprintf(err, errlen, "%s", e.what());
+  } catch (...) {
+    std::snprintf(err, errlen, "unknown error");
+  }
+  return nullptr;
+}
+
+extern "C" __attribute__((visibility("default"))) int dpmd_backend_set_threads(int intra, int inter) {
+  try {
+    apply_threads(intra, inter);
+    return 0;
+  } catch (...) {
+    return 1;
+  }
+}

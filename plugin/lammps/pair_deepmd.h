@@ -1,0 +1,59 @@
+// pair_style deepmd: deepmd_md deep potentials in LAMMPS, over the C API of
+// the deepmd_md core (core/include/dpmd_c.h).
+#ifndef DPMD_PAIR_DEEPMD_H
+#define DPMD_PAIR_DEEPMD_H
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "dpmd_c.h"
+#include "pair.h"
+
+namespace LAMMPS_NS {
+
+class PairDeepMD : public Pair {
+ public:
+  PairDeepMD(class LAMMPS *);
+  ~PairDeepMD() override;
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+  double memory_usage() override;
+
+ private:
+  std::vector<dpmd_model *> models;
+  std::vector<std::string> model_files;
+  std::string out_file = "model_devi.out";
+  int out_freq = 100;
+  bool out_atomic = false;
+  double relative_f = -1.0, relative_v = -1.0;
+  std::vector<double> fparam, aparam;
+  std::vector<int> type_map;    // LAMMPS type (1..ntypes) -> model type, -1 unmapped
+  std::vector<std::string> type_names;
+  bool coeff_set = false;
+  double rcut_max = 0.0, ghost_cut_max = 0.0;
+  FILE *devi_fp = nullptr;
+  bigint last_devi_step = -1;
+
+  // scratch
+  std::vector<double> fbuf;     // per model: nall*3
+  std::vector<double> ebuf, vbuf;
+  std::vector<double> aparam_buf;
+  // generic reverse communication buffer: rows of comm_stride doubles
+  std::vector<double> rcbuf;
+  int comm_stride = 0;
+
+  void free_models();
+  void load_models();
+  void fold_ghosts(int stride);    // sum ghost rows of rcbuf onto owners
+  void model_deviation(int nlocal, int nall);
+  [[noreturn]] void compute_error(int k);
+};
+
+}    // namespace LAMMPS_NS
+#endif
