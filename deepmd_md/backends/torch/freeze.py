@@ -1,0 +1,175 @@
+"""Freeze a model to TorchScript `.pth`: the shared model math is traced (shapes stay dynamic),
+then a scripted wrapper adds autograd forces/virial, periodic images for `forward`, and metadata.
+
+Contract (read by the C++ core): methods `forward_lower` and `forward` (see keys.py for shapes),
+extra files `metadata.json` (type_map, rcut, sel, nnei, dim_fparam, dim_aparam, precision,
+message_passing, outputs) and `model.dp` (the backend-neutral model, for round trips).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from typing import Optional
+
+import torch
+
+from deepmd_md.backends.torch.adapter import asarray
+from deepmd_md.model.model import OUTPUTS, atomic_outputs, model_dtype, rcut_of, sel_of
+from deepmd_md.serialize import atomic_write, save_dp
+from deepmd_md.tree import flatten, unflatten
+
+PTH_FORMAT = "deepmd_md.pth"
+PTH_VERSION = 1
+
+
+def metadata(data: dict) -> dict:
+    cfg = data["config"]
+    return {
+        "format": PTH_FORMAT, "version": PTH_VERSION, "type_map": list(cfg["type_map"]),
+        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
+        "dim_fparam": 0, "dim_aparam": 0,
+        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
+        "message_passing": False,
+        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
+                             "c_differentiable": o.c_differentiable} for o in OUTPUTS},
+    }
+
+
+class _AtomEnergy(torch.nn.Module):
+    """The shared model math over a raw neighbor list; traced, never scripted."""
+
+    def __init__(self, data: dict):
+        super().__init__()
+        self.config = data["config"]
+        self.names = {}
+        for tree in ("params", "buffers"):
+            for path, v in flatten(asarray(data[tree])).items():
+                name = f"{tree}__" + path.replace("/", "__")
+                self.register_buffer(name, v)
+                self.names[name] = f"{tree}/{path}"
+
+    def forward(self, ext_coord, ext_atype, nlist):
+        t = unflatten({p: getattr(self, n) for n, p in self.names.items()})
+        return atomic_outputs(self.config, t["params"], t["buffers"], ext_coord, ext_atype,
+                              nlist, raw_nlist=True)["energy"]
+
+
+class FrozenModel(torch.nn.Module):
+    def __init__(self, atom_energy: torch.jit.ScriptModule, rcut: float, min_width: int):
+        super().__init__()
+        self.atom_energy = atom_energy
+        self.rcut = rcut
+        self.min_width = min_width
+
+    @torch.jit.export
+    def forward_lower(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
+                      nlist: torch.Tensor, mapping: Optional[torch.Tensor] = None,
+                      fparam: Optional[torch.Tensor] = None,
+                      aparam: Optional[torch.Tensor] = None,
+                      do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
+        nf, nloc = nlist.shape[0], nlist.shape[1]
+        if nlist.shape[2] < self.min_width:  # the traced selection needs >= max(sel) columns
+            pad = torch.full([nf, nloc, self.min_width - nlist.shape[2]], -1,
+                             dtype=nlist.dtype, device=nlist.device)
+            nlist = torch.cat([nlist, pad], dim=2)
+        coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
+        ae = self.atom_energy(coord, extended_atype, nlist).to(torch.float64)
+        grad = torch.autograd.grad([ae.sum()], [coord])[0]
+        assert grad is not None
+        force = -grad
+        atom_virial = coord.unsqueeze(-1) * force.unsqueeze(-2)  # r_a F_b per atom
+        out = {"atom_energy": ae.detach(), "energy": ae.detach().sum(-1),
+               "extended_force": force.detach(),
+               "virial": atom_virial.sum(1).reshape(nf, 9).detach()}
+        if do_atomic_virial:
+            out["extended_virial"] = atom_virial.reshape(nf, -1, 9).detach()
+        return out
+
+    @torch.jit.export
+    def extend(self, coord: torch.Tensor, atype: torch.Tensor,
+               box: Optional[torch.Tensor]) -> list[torch.Tensor]:
+        """Periodic images and a raw neighbor list: (ext_coord, ext_atype, mapping, nlist)."""
+        nf, nat = coord.shape[0], coord.shape[1]
+        idx = torch.arange(nat, device=coord.device)
+        if box is None:
+            ext, ext_atype = coord, atype
+            mapping = idx.unsqueeze(0).expand(nf, nat)
+        else:
+            cell = box.reshape(nf, 3, 3).to(coord.dtype)
+            inv = torch.linalg.inv(cell)
+            frac = torch.bmm(coord, inv)
+            wrapped = torch.bmm(frac - torch.floor(frac), cell)
+            # images needed per direction: rcut / face distance, face distance = 1/|inv col|
+            nimg = torch.ceil(self.rcut * torch.linalg.norm(inv, dim=1)).amax(0).to(torch.int64)
+            rng = [torch.arange(-int(nimg[d]), int(nimg[d]) + 1, device=coord.device)
+                   for d in range(3)]
+            grid = torch.cartesian_prod(rng[0], rng[1], rng[2]).to(coord.dtype)
+            order = torch.argsort((grid.abs().sum(1) > 0).to(torch.int64), stable=True)
+            grid = grid[order]  # the zero shift first: local atoms lead the extended list
+            shift = torch.matmul(grid.unsqueeze(0), cell)  # [nf, ns, 3]
+            ns = grid.shape[0]
+            ext = (wrapped.unsqueeze(1) + shift.unsqueeze(2)).reshape(nf, ns * nat, 3)
+            ext_atype = atype.repeat(1, ns)
+            mapping = idx.repeat(ns).unsqueeze(0).expand(nf, ns * nat)
+        nall = ext.shape[1]
+        d = torch.cdist(ext[:, :nat], ext)
+        cand = torch.arange(nall, device=coord.device).expand(nf, nat, nall)
+        keep = (d < self.rcut) & (cand != idx.view(1, nat, 1))
+        nlist = torch.where(keep, cand, torch.full_like(cand, -1))
+        return [ext, ext_atype, mapping, nlist]
+
+    def forward(self, coord: torch.Tensor, atype: torch.Tensor,
+                box: Optional[torch.Tensor] = None, fparam: Optional[torch.Tensor] = None,
+                aparam: Optional[torch.Tensor] = None,
+                do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
+        coord = coord.to(torch.float64)
+        ext, ext_atype, mapping, nlist = self.extend(coord, atype, box)
+        lo = self.forward_lower(ext, ext_atype, nlist, mapping, fparam, aparam, True)
+        nf, nat = coord.shape[0], coord.shape[1]
+        force = torch.zeros([nf, nat, 3], dtype=torch.float64, device=coord.device)
+        av = torch.zeros([nf, nat, 9], dtype=torch.float64, device=coord.device)
+        for f in range(nf):
+            force[f].index_add_(0, mapping[f], lo["extended_force"][f])
+            av[f].index_add_(0, mapping[f], lo["extended_virial"][f])
+        out = {"energy": lo["energy"], "atom_energy": lo["atom_energy"], "force": force,
+               "virial": lo["virial"]}
+        if do_atomic_virial:
+            out["atom_virial"] = av
+        return out
+
+
+def build_frozen(data: dict) -> torch.jit.ScriptModule:
+    """Trace the model math on a tiny example, wrap it, script the wrapper."""
+    dtype = torch.float64
+    g = torch.Generator().manual_seed(0)
+    ntypes = len(data["config"]["type_map"])
+    nall, nloc = 6, 3
+    ext_coord = torch.rand(1, nall, 3, generator=g, dtype=dtype) * 2.0
+    ext_atype = torch.arange(nall).remainder(ntypes).reshape(1, nall)
+    width = max(sel_of(data["config"])) + 2
+    nlist = torch.tensor([[[j for j in range(nall) if j != i] + [-1] * (width - nall + 1)
+                           for i in range(nloc)]])
+    with warnings.catch_warnings():  # shape-dependent Python branches are config-static
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(_AtomEnergy(data).eval(), (ext_coord, ext_atype, nlist),
+                                 check_trace=False)
+    return torch.jit.script(FrozenModel(traced, rcut_of(data["config"]),
+                                        max(sel_of(data["config"]))))
+
+
+def freeze_pth(data: dict, path: str) -> None:
+    """Write `path` (TorchScript + metadata.json + model.dp) atomically."""
+    module = build_frozen(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        dp = os.path.join(tmp, "model.dp")
+        save_dp(data, dp)
+        with open(dp, "rb") as f:
+            dp_bytes = f.read()
+    extra = {"metadata.json": json.dumps(metadata(data)), "model.dp": dp_bytes}
+    buf = io.BytesIO()
+    torch.jit.save(module, buf, _extra_files=extra)
+    atomic_write(path, lambda tmp: open(tmp, "wb").write(buf.getvalue()))

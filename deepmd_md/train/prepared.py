@@ -1,0 +1,76 @@
+"""Training/validation data with per-frame neighbor data prepared once (NumPy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepmd_md import keys
+from deepmd_md.data.batch import DataSampler, iterate_frames
+from deepmd_md.data.system import find_systems, load_system, remap_types
+from deepmd_md.model.frames import prepare_frames
+
+
+class PreparedData:
+    """Systems remapped to the model's type_map, with neighbor data for every frame.
+
+    prep[i][key]: per-frame arrays of system i (mapping [nf, nall], shift [nf, nall, 3], ...),
+    so a batch's neighbor data is an index away and never recomputed.
+    """
+
+    def __init__(self, model_config: dict, systems_spec, batch_size, sys_probs=None,
+                 auto_prob="prob_sys_size"):
+        paths = find_systems(systems_spec)
+        tm = model_config["type_map"]
+        self.systems = [remap_types(load_system(p), tm) for p in paths]
+        self.sampler = DataSampler(self.systems, batch_size, sys_probs, auto_prob)
+        self.config = model_config
+        self.prep = [
+            prepare_frames(model_config, s.coord, np.broadcast_to(s.atype, (s.nframes, s.natoms)),
+                           s.box)
+            for s in self.systems
+        ]
+
+    def batch_prep(self, batch: dict) -> dict:
+        i = int(batch["system_index"][0])
+        frames = batch["frame_index"]
+        return {k: v[frames] for k, v in self.prep[i].items()}
+
+    def sample(self, rng: np.random.Generator):
+        b = self.sampler.sample(rng)
+        return b, self.batch_prep(b)
+
+    def all_batches(self, batch_size: int | None = None):
+        """Every frame once, system by system: (batch, prep) pairs."""
+        for i, s in enumerate(self.systems):
+            bs = batch_size or self.sampler.batch_sizes[i]
+            for b in iterate_frames(s, bs, i):
+                yield b, self.batch_prep(b)
+
+    def stat_frames(self, nbatch: int = 10):
+        """Frames used for statistics: the first nbatch batches' worth of each system."""
+        for i, s in enumerate(self.systems):
+            n = min(s.nframes, nbatch * self.sampler.batch_sizes[i])
+            sl = slice(0, n)
+            yield s, {k: v[sl] for k, v in self.prep[i].items()}, s.coord[sl]
+
+
+def compute_stats(model_config: dict, data: PreparedData) -> dict:
+    """Env-matrix mean/std and per-type energy bias from the training data -> buffers dict."""
+    from deepmd_md.data.stats import energy_bias
+    from deepmd_md.model import descriptor
+    from deepmd_md.model.frames import extended_coord
+    from deepmd_md.model.model import model_dtype
+
+    ntypes = len(model_config["type_map"])
+    dcfg = model_config["descriptor"]
+    sums = np.zeros((ntypes, 5))
+    for _, prep, coord in data.stat_frames():
+        ext = extended_coord(coord, np.zeros((coord.shape[0], 3, 3)), prep[keys.MAPPING],
+                             prep[keys.SHIFT])
+        sums += descriptor.env_stat_sums(dcfg, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST],
+                                         ntypes)
+    dtype = model_dtype(model_config)
+    stats = descriptor.stats_from_sums(dcfg, sums, dtype)
+    bias = energy_bias(data.systems, ntypes, model_config["fitting_net"].get("rcond"))
+    stats["bias_atom_e"] = np.asarray(bias, dtype=dtype)
+    return stats
