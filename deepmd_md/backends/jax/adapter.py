@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 
 from deepmd_md import keys  # noqa: E402
 from deepmd_md.backends.common import efv_from_grads, total_energy  # noqa: E402
+from deepmd_md.model.model import atomic_outputs  # noqa: E402
 from deepmd_md.train.loss import ener_loss  # noqa: E402
 from deepmd_md.train.optim import adam_update  # noqa: E402
 from deepmd_md.tree import tree_map  # noqa: E402
@@ -48,6 +49,29 @@ def evaluate(config, params, buffers, coord, prep) -> dict:
         _EVAL_CACHE[key] = jax.jit(lambda p, b, c, pr: efv(config, p, b, c, pr))
     out = _EVAL_CACHE[key](params, buffers, jnp.asarray(coord), asarray(prep))
     return to_numpy(out)
+
+
+_LOWER_CACHE: dict = {}
+
+
+def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist) -> dict:
+    """forward_lower on NumPy inputs: atom_energy [nf, nloc], extended_force [nf, nall, 3]."""
+    key = id(config)
+    if key not in _LOWER_CACHE:
+        _LOWER_CACHE.clear()
+
+        def lower(p, b, ext, at, nl):
+            def etot(x):
+                ae = atomic_outputs(config, p, b, x, at, nl)["energy"]
+                return jnp.sum(ae), ae
+
+            (_, ae), g = jax.value_and_grad(etot, has_aux=True)(ext)
+            return ae, -g
+
+        _LOWER_CACHE[key] = jax.jit(lower)
+    ae, f = _LOWER_CACHE[key](params, buffers, jnp.asarray(ext_coord), jnp.asarray(ext_atype),
+                              jnp.asarray(nlist))
+    return {keys.ATOM_ENERGY: np.asarray(ae), keys.EXT_FORCE: np.asarray(f)}
 
 
 class Trainer:

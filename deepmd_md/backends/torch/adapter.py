@@ -7,6 +7,7 @@ import torch
 
 from deepmd_md import keys
 from deepmd_md.backends.common import efv_from_grads, total_energy
+from deepmd_md.model.model import atomic_outputs
 from deepmd_md.train.loss import ener_loss
 from deepmd_md.train.optim import adam_update
 from deepmd_md.tree import tree_map
@@ -41,6 +42,15 @@ def evaluate(config, params, buffers, coord, prep) -> dict:
     return to_numpy(out)
 
 
+def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist) -> dict:
+    """forward_lower on NumPy inputs: atom_energy [nf, nloc], extended_force [nf, nall, 3]."""
+    ext = torch.as_tensor(ext_coord).requires_grad_(True)
+    ae = atomic_outputs(config, params, buffers, ext, torch.as_tensor(ext_atype),
+                        torch.as_tensor(nlist))["energy"]
+    (g,) = torch.autograd.grad(ae.sum(), [ext])
+    return {keys.ATOM_ENERGY: ae.detach().numpy(), keys.EXT_FORCE: -g.numpy()}
+
+
 class Trainer:
     """Holds trainable tensors and Adam moments; `step` = loss, backward, Adam."""
 
@@ -63,7 +73,7 @@ class Trainer:
         with torch.no_grad():
             new, opt_state = adam_update(self.params, grad_tree, opt_state, lr)
         self.params = tree_map(lambda t: t.detach().requires_grad_(True), new)
-        return opt_state, {k: float(v) for k, v in metrics.items()}
+        return opt_state, {k: float(v.detach()) for k, v in metrics.items()}
 
     def evaluate_metrics(self, batch, prep, pref):
         loss, metrics = self.loss(batch, prep, pref, train=False)

@@ -1,0 +1,164 @@
+"""DeepPot: evaluate a `.pth`, `.dp` or checkpoint with DeePMD-kit's shapes.
+
+`.pth` runs its TorchScript `forward`; `.dp`/`.ckpt` run the shared model math on a chosen
+backend (torch, jax or numpy, the complex-step reference). Input checks (NaN coordinates, bad
+types, more neighbors than sel) are the same for every format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from deepmd_md import keys
+from deepmd_md.errors import DataError, ModelFileError
+from deepmd_md.model.frames import prepare_frames
+from deepmd_md.serialize import load_dp
+
+
+def load_model_data(path: str) -> dict:
+    """ModelData of any model file (.pth carries its .dp inside)."""
+    if path.endswith(".pth"):
+        return _pth_extra(path)[1]
+    return load_dp(path)
+
+
+def _pth_extra(path: str):
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    import torch
+
+    extra = {"metadata.json": "", "model.dp": ""}
+    try:
+        module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+    except Exception as e:  # torch raises RuntimeError/ValueError subclasses for bad archives
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"cannot load {path}: not a TorchScript model ({first})") from None
+    if not extra["metadata.json"]:
+        raise ModelFileError(f"{path} is a TorchScript file but not a deepmd_md model")
+    with tempfile.TemporaryDirectory() as tmp:
+        dp = os.path.join(tmp, "model.dp")
+        with open(dp, "wb") as f:
+            f.write(extra["model.dp"])
+        data = load_dp(dp)
+    return module, data, json.loads(extra["metadata.json"])
+
+
+class DeepPot:
+    """A potential: `DeepPot(path).eval(coord [nf, nat*3], box [nf, 9] | None, atype [nat])`."""
+
+    def __init__(self, path: str, backend: str | None = None):
+        self.path = str(path)
+        self._module = None
+        if self.path.endswith(".pth") and backend in (None, "torch"):
+            self._module, self.data, _ = _pth_extra(self.path)
+            self.backend = "torch"
+        else:
+            self.data = load_model_data(self.path)
+            self.backend = backend or "torch"
+            self._adapter = _adapter(self.backend)
+            if self._adapter is not None:
+                self._params = self._adapter.asarray(self.data["params"])
+                self._buffers = self._adapter.asarray(self.data["buffers"])
+        self.config = self.data["config"]
+
+    def get_type_map(self) -> list[str]:
+        return list(self.config["type_map"])
+
+    def get_ntypes(self) -> int:
+        return len(self.config["type_map"])
+
+    def get_rcut(self) -> float:
+        return float(self.config["descriptor"]["rcut"])
+
+    def get_sel(self) -> list[int]:
+        return list(self.config["descriptor"]["sel"])
+
+    def eval(self, coord, box, atype, atomic: bool = False):
+        """coord: [nf, nat*3] (or [nf, nat, 3]); box: [nf, 9] | None; atype: [nat] or [nf, nat].
+
+        Returns (energy [nf, 1], force [nf, nat*3], virial [nf, 9]) and, with atomic=True,
+        also (atom_energy [nf, nat, 1], atom_virial [nf, nat*9]).
+        """
+        coord, box, atype = self._check(coord, box, atype)
+        nf, nat = coord.shape[0], coord.shape[1]
+        prep = prepare_frames(self.config, coord, atype, box)  # also checks sel
+        if self._module is not None:
+            out = self._eval_pth(coord, atype, box)
+        else:
+            out = self._eval_data(coord, atype, box, prep)
+        res = [out[keys.ENERGY].reshape(nf, 1), out[keys.FORCE].reshape(nf, nat * 3),
+               out[keys.VIRIAL].reshape(nf, 9)]
+        if atomic:
+            res += [out[keys.ATOM_ENERGY].reshape(nf, nat, 1),
+                    out[keys.ATOM_VIRIAL].reshape(nf, nat * 9)]
+        return tuple(np.asarray(r, dtype=np.float64) for r in res)
+
+    def _check(self, coord, box, atype):
+        coord = np.asarray(coord, dtype=np.float64)
+        nf = coord.shape[0]
+        coord = coord.reshape(nf, -1, 3)
+        nat = coord.shape[1]
+        atype = np.asarray(atype, dtype=np.int64)
+        atype = np.broadcast_to(atype.reshape(-1, nat), (nf, nat))
+        if not np.isfinite(coord).all():
+            f, i = np.argwhere(~np.isfinite(coord))[0][:2]
+            raise DataError(f"coordinates are not finite (frame {f}, atom {i})")
+        bad = (atype < 0) | (atype >= self.get_ntypes())
+        if bad.any():
+            raise DataError(
+                f"atom type {int(atype[bad][0])} is outside the model's type_map "
+                f"{self.get_type_map()} (valid: 0..{self.get_ntypes() - 1})")
+        if box is not None:
+            box = np.asarray(box, dtype=np.float64).reshape(nf, 9)
+            if not np.isfinite(box).all():
+                raise DataError("box is not finite")
+        return coord, box, atype
+
+    def _eval_pth(self, coord, atype, box) -> dict:
+        import torch
+
+        out = self._module.forward(torch.as_tensor(coord), torch.as_tensor(atype),
+                                   None if box is None else torch.as_tensor(box), None, None, True)
+        return {k: v.detach().numpy() for k, v in out.items()}
+
+    def _eval_data(self, coord, atype, box, prep) -> dict:
+        if self._adapter is None:
+            from deepmd_md.backends.numpy.reference import evaluate
+
+            out = evaluate(self.data, coord, atype, box)
+            out[keys.ATOM_VIRIAL] = np.full((*coord.shape[:2], 9), np.nan)
+            return out
+        mapping = prep[keys.MAPPING]
+        ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
+        lo = self._adapter.evaluate_lower(self.config, self._params, self._buffers, ext,
+                                          prep[keys.EXT_ATYPE], prep[keys.NLIST])
+        return fold_lower(lo, ext, mapping, coord.shape[1])
+
+
+def fold_lower(lo: dict, ext_coord, mapping, nat: int) -> dict:
+    """forward_lower outputs -> forward outputs: ghost forces/virials summed onto their owners.
+
+    lo: atom_energy [nf, nat], extended_force [nf, nall, 3]; ext_coord: [nf, nall, 3]."""
+    ef = lo[keys.EXT_FORCE]
+    nf = ef.shape[0]
+    ev = (ext_coord[..., :, None] * ef[..., None, :]).reshape(nf, -1, 9)
+    force = np.zeros((nf, nat, 3))
+    av = np.zeros((nf, nat, 9))
+    for f in range(nf):
+        np.add.at(force[f], mapping[f], ef[f])
+        np.add.at(av[f], mapping[f], ev[f])
+    ae = lo[keys.ATOM_ENERGY]
+    return {keys.ENERGY: ae.sum(-1), keys.ATOM_ENERGY: ae, keys.FORCE: force,
+            keys.VIRIAL: av.sum(1), keys.ATOM_VIRIAL: av}
+
+
+def _adapter(name: str):
+    if name == "numpy":
+        return None
+    from deepmd_md.train.trainer import load_backend
+
+    return load_backend(name)
