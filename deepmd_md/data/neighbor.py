@@ -111,25 +111,40 @@ def extend_coord(coord: np.ndarray, atype: np.ndarray, box: np.ndarray | None, r
     return ext, np.take_along_axis(atype, mapping, axis=1), mapping, shift
 
 
+_OFFSETS = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+
+
 def _frame_candidates(ext: np.ndarray, nloc: int, rcut: float):
     """One frame: (rows, cols, d) of pairs i<nloc, j != i with |r_j - r_i| < rcut, sorted by
-    (row, distance). ext: [nall, 3]."""
-    ext = ext - ext[:nloc].mean(axis=0)  # centre: less cancellation in the screen below
-    loc = ext[:nloc]
-    rc2 = rcut * rcut
-    # screen with d2 = |a|^2 + |b|^2 - 2 a.b as ONE matmul of augmented rows (fast), then
-    # exact distances for the survivors only
-    sq = np.einsum("ij,ij->i", ext, ext)
-    lhs = np.concatenate([-2.0 * loc, sq[:nloc, None], np.ones((nloc, 1))], axis=1)
-    rhs = np.concatenate([ext, np.ones((ext.shape[0], 1)), sq[:, None]], axis=1)
-    slack = 1e-8 * (1.0 + sq.max())
-    rows, cols = np.nonzero(lhs @ rhs.T < rc2 + slack)
-    diff = ext[cols] - loc[rows]
+    (row, distance). ext: [nall, 3].
+
+    Cell list: atoms are binned in cubes of edge rcut, so a neighbor is in one of the 27 cubes
+    around an atom's cube. O(nloc * density * 27 rcut^3) work, no BLAS (whose threads stall
+    on a busy 2-core machine), exact distances.
+    """
+    cell = np.floor((ext - ext.min(axis=0)) / rcut).astype(np.int64)  # [nall, 3]
+    dims = cell.max(axis=0) + 1
+    lin = (cell[:, 0] * dims[1] + cell[:, 1]) * dims[2] + cell[:, 2]
+    order = np.argsort(lin, kind="stable")
+    sorted_lin = lin[order]
+    # the 27 cubes around each local atom: [nloc, 27, 3]
+    near = cell[:nloc, None, :] + _OFFSETS[None]
+    inside = ((near >= 0) & (near < dims)).all(axis=-1)
+    near_lin = (near[..., 0] * dims[1] + near[..., 1]) * dims[2] + near[..., 2]
+    start = np.searchsorted(sorted_lin, near_lin, side="left")
+    count = np.where(inside, np.searchsorted(sorted_lin, near_lin, side="right") - start, 0)
+    count, start = count.ravel(), start.ravel()
+    total = int(count.sum())
+    first = np.repeat(np.cumsum(count) - count, count)
+    pos = np.arange(total) - first + np.repeat(start, count)
+    rows = np.repeat(np.repeat(np.arange(nloc), _OFFSETS.shape[0]), count)
+    cols = order[pos]
+    diff = ext[cols] - ext[rows]
     dist2 = np.einsum("ij,ij->i", diff, diff)
-    keep = (dist2 < rc2) & (cols != rows)
+    keep = (dist2 < rcut * rcut) & (cols != rows)
     rows, cols, dist2 = rows[keep], cols[keep], dist2[keep]
-    # rows come sorted (row-major nonzero); sort by distance within a row, ties by column
-    order = np.argsort(rows * (4.0 * rc2 + 1.0) + dist2, kind="stable")
+    # rows are non-decreasing; sort by distance within a row (stable: ties keep cell order)
+    order = np.argsort(rows * (4.0 * rcut * rcut + 1.0) + dist2, kind="stable")
     return rows[order], cols[order], np.sqrt(dist2[order])
 
 
