@@ -103,7 +103,7 @@ class DeepPot:
         coord = coord.reshape(nf, -1, 3)
         nat = coord.shape[1]
         atype = np.asarray(atype, dtype=np.int64)
-        atype = np.broadcast_to(atype.reshape(-1, nat), (nf, nat))
+        atype = np.ascontiguousarray(np.broadcast_to(atype.reshape(-1, nat), (nf, nat)))
         if not np.isfinite(coord).all():
             f, i = np.argwhere(~np.isfinite(coord))[0][:2]
             raise DataError(f"coordinates are not finite (frame {f}, atom {i})")

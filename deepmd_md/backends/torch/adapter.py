@@ -77,7 +77,7 @@ class Trainer:
 
     def evaluate_metrics(self, batch, prep, pref):
         loss, metrics = self.loss(batch, prep, pref, train=False)
-        return {k: float(v) for k, v in metrics.items()}
+        return {k: float(v.detach()) for k, v in metrics.items()}
 
     def params_numpy(self):
         return to_numpy(self.params)
