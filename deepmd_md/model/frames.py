@@ -32,7 +32,7 @@ def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> d
     ext_coord, ext_atype, mapping, shift = extend_coord(coord, atype, box, rcut)
     raw = neighbor_candidates(ext_coord, coord.shape[1], rcut)
     if check_sel:
-        _check(count_neighbors(ext_atype, raw, len(sel)), sel, config["type_map"])
+        _check(count_neighbors(ext_atype, raw, len(sel)), sel, config["type_map"], rcut=rcut)
     nlist = np.asarray(format_nlist(ext_coord, ext_atype, raw, rcut, sel))
     return {keys.MAPPING: mapping, keys.SHIFT: shift, keys.EXT_ATYPE: ext_atype, keys.NLIST: nlist}
 

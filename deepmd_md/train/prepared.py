@@ -64,13 +64,14 @@ def compute_stats(model_config: dict, data: PreparedData) -> dict:
     ntypes = len(model_config["type_map"])
     dcfg = model_config["descriptor"]
     sums = np.zeros((ntypes, 5))
-    for _, prep, coord in data.stat_frames():
+    for _, prep, coord in data.stat_frames(model_config.get("data_stat_nbatch", 10)):
         ext = extended_coord(coord, np.zeros((coord.shape[0], 3, 3)), prep[keys.MAPPING],
                              prep[keys.SHIFT])
         sums += descriptor.env_stat_sums(dcfg, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST],
                                          ntypes)
     dtype = model_dtype(model_config)
-    stats = descriptor.stats_from_sums(dcfg, sums, dtype)
+    stats = descriptor.stats_from_sums(dcfg, sums, dtype,
+                                       model_config.get("data_stat_protect", 1e-2))
     bias = energy_bias(data.systems, ntypes, model_config["fitting_net"].get("rcond"))
     stats["bias_atom_e"] = np.asarray(bias, dtype=dtype)
     return stats
