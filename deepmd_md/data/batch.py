@@ -28,10 +28,8 @@ __all__ = [
     "FIND_FORCE",
 ]
 
-SYSTEM_INDEX = "system_index"  # [bs] int64: index of the system in the sampler's list
-FRAME_INDEX = "frame_index"  # [bs] int64: frame indices inside that system
-FIND_ENERGY = "find_energy"  # float 0/1
-FIND_FORCE = "find_force"  # float 0/1
+SYSTEM_INDEX, FRAME_INDEX = keys.SYSTEM_INDEX, keys.FRAME_INDEX
+FIND_ENERGY, FIND_FORCE = keys.FIND_ENERGY, keys.FIND_FORCE
 
 
 def resolve_batch_size(spec, natoms: int, sys_index: int | None = None) -> int:

@@ -17,12 +17,24 @@ def init_params(cfg: dict, dim_in: int, ntypes: int, rng: np.random.Generator, d
     }
 
 
-def atomic_energy(cfg: dict, params: dict, bias, desc, atype):
-    """desc: [nf, nloc, d]; atype: [nf, nloc]; bias: [nt] -> atomic energy [nf, nloc]."""
+def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None):
+    """desc: [nf, nloc, d]; atype: [nf, nloc]; bias: [nt] -> atomic energy [nf, nloc].
+
+    type_split: atoms per type when atoms are sorted by type (static); then each type's net
+    sees only its own atoms. Otherwise every net runs on all atoms and a mask picks (nt x work).
+    """
     xp = array_namespace(desc)
     act = cfg["activation_function"]
     out = xp.take(bias, xp.reshape(atype, (-1,)), axis=0)
     out = xp.reshape(out, atype.shape)
+    if type_split is not None:
+        parts, start = [], 0
+        for t, n in enumerate(type_split):
+            d = desc[:, start : start + n, :]
+            start += n
+            parts.append(apply_net(params[f"t{t}"], d, act, embedding=False,
+                                   final_linear=True)[..., 0])
+        return out + xp.concat(parts, axis=1)
     for t in range(bias.shape[0]):
         e = apply_net(params[f"t{t}"], desc, act, embedding=False, final_linear=True)[..., 0]
         out = out + xp.where(atype == t, e, xp.zeros_like(e))

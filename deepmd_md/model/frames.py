@@ -47,6 +47,5 @@ def extended_coord(coord, strain, mapping, shift):
 def frame_atom_energy(config, params, buffers, coord, strain, prep: dict):
     """Atomic energies [nf, nat] as a function of coord [nf, nat, 3] and strain [nf, 3, 3]."""
     ext = extended_coord(coord, strain, prep[keys.MAPPING], prep[keys.SHIFT])
-    return atomic_outputs(config, params, buffers, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST])[
-        "energy"
-    ]
+    return atomic_outputs(config, params, buffers, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST],
+                          type_split=prep.get(keys.TYPE_SPLIT))["energy"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from deepmd_md import keys
@@ -21,7 +23,7 @@ class PreparedData:
                  auto_prob="prob_sys_size"):
         paths = find_systems(systems_spec)
         tm = model_config["type_map"]
-        self.systems = [remap_types(load_system(p), tm) for p in paths]
+        self.systems = [_sorted_by_type(remap_types(load_system(p), tm)) for p in paths]
         self.sampler = DataSampler(self.systems, batch_size, sys_probs, auto_prob)
         self.config = model_config
         self.prep = [
@@ -31,9 +33,12 @@ class PreparedData:
         ]
 
     def batch_prep(self, batch: dict) -> dict:
-        i = int(batch["system_index"][0])
-        frames = batch["frame_index"]
-        return {k: v[frames] for k, v in self.prep[i].items()}
+        i = int(batch[keys.SYSTEM_INDEX][0])
+        frames = batch[keys.FRAME_INDEX]
+        out = {k: v[frames] for k, v in self.prep[i].items()}
+        counts = np.bincount(self.systems[i].atype, minlength=len(self.config["type_map"]))
+        out[keys.TYPE_SPLIT] = tuple(int(c) for c in counts)
+        return out
 
     def sample(self, rng: np.random.Generator):
         b = self.sampler.sample(rng)
@@ -52,6 +57,18 @@ class PreparedData:
             n = min(s.nframes, nbatch * self.sampler.batch_sizes[i])
             sl = slice(0, n)
             yield s, {k: v[sl] for k, v in self.prep[i].items()}, s.coord[sl]
+
+
+def _sorted_by_type(s):
+    """The same system with atoms ordered by type (stable), so each fitting net sees only its
+    own atoms; labels are permuted with the coordinates, nothing is lost."""
+    order = np.argsort(s.atype, kind="stable")
+    if np.all(order == np.arange(s.natoms)):
+        return s
+    perm = {"atype": s.atype[order], "coord": s.coord[:, order]}
+    if s.force is not None:
+        perm["force"] = s.force[:, order]
+    return dataclasses.replace(s, **perm)
 
 
 def compute_stats(model_config: dict, data: PreparedData) -> dict:

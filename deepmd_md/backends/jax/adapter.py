@@ -75,37 +75,48 @@ def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist) -> dict
 
 
 class Trainer:
-    """Trainable arrays and a jitted step (loss, grad, Adam) per model."""
+    """Trainable arrays and a jitted step (loss, grad, Adam) per model; the static type split
+    (atoms per type) is a compile-time constant, one compile per system shape."""
 
     def __init__(self, config: dict, params_np: dict, buffers_np: dict):
         self.config = config
         self.params = asarray(params_np)
         self.buffers = asarray(buffers_np)
 
-        def loss_fn(params, batch, prep, pref):
+        def loss_fn(params, batch, prep, pref, split):
+            prep = {**prep, keys.TYPE_SPLIT: split}
             pred = efv(config, params, self.buffers, batch[keys.COORD], prep)
             return ener_loss(pred, batch, pref)
 
-        def step(params, opt_state, batch, prep, pref, lr):
+        def step(params, opt_state, batch, prep, pref, lr, split):
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, batch, prep, pref)
+                params, batch, prep, pref, split)
             params, opt_state = adam_update(params, grads, opt_state, lr)
             return params, opt_state, metrics
 
-        self._step = jax.jit(step)
-        self._eval = jax.jit(lambda p, b, pr, pref: loss_fn(p, b, pr, pref)[1])
+        self._step = jax.jit(step, static_argnames=("split",))
+        self._eval = jax.jit(lambda p, b, pr, pref, split: loss_fn(p, b, pr, pref, split)[1],
+                             static_argnames=("split",))
 
     def step(self, batch, prep, pref, opt_state, lr: float):
+        arrays, split = _split_prep(prep)
         self.params, opt_state, metrics = self._step(
-            self.params, opt_state, _batch(batch), asarray(prep), _f(pref), jnp.asarray(lr))
+            self.params, opt_state, _batch(batch), arrays, _f(pref), jnp.asarray(lr),
+            split=split)
         return opt_state, {k: float(v) for k, v in metrics.items()}
 
     def evaluate_metrics(self, batch, prep, pref):
-        m = self._eval(self.params, _batch(batch), asarray(prep), _f(pref))
+        arrays, split = _split_prep(prep)
+        m = self._eval(self.params, _batch(batch), arrays, _f(pref), split=split)
         return {k: float(v) for k, v in m.items()}
 
     def params_numpy(self):
         return to_numpy(self.params)
+
+
+def _split_prep(prep: dict):
+    arrays = {k: jnp.asarray(v) for k, v in prep.items() if k != keys.TYPE_SPLIT}
+    return arrays, prep.get(keys.TYPE_SPLIT)
 
 
 def _batch(batch: dict) -> dict:

@@ -38,7 +38,7 @@ def efv(config, params, buffers, coord, prep, create_graph: bool = False) -> dic
 
 def evaluate(config, params, buffers, coord, prep) -> dict:
     """Inference: NumPy in, NumPy out."""
-    out = efv(config, params, buffers, torch.as_tensor(coord), asarray(prep))
+    out = efv(config, params, buffers, torch.as_tensor(coord), _prep(prep))
     return to_numpy(out)
 
 
@@ -61,7 +61,7 @@ class Trainer:
 
     def loss(self, batch: dict, prep: dict, pref: dict, train: bool):
         b = asarray(batch)
-        pred = efv(self.config, self.params, self.buffers, b[keys.COORD], asarray(prep),
+        pred = efv(self.config, self.params, self.buffers, b[keys.COORD], _prep(prep),
                    create_graph=train)
         return ener_loss(pred, b, pref)
 
@@ -81,6 +81,11 @@ class Trainer:
 
     def params_numpy(self):
         return to_numpy(self.params)
+
+
+def _prep(prep: dict) -> dict:
+    """Arrays to tensors; the static type split stays a tuple."""
+    return {k: v if k == keys.TYPE_SPLIT else torch.as_tensor(v) for k, v in prep.items()}
 
 
 def _leaves(tree):
