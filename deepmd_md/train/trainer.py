@@ -11,6 +11,7 @@ import importlib
 import os
 import re
 import sys
+import time
 
 import numpy as np
 from tqdm import tqdm
@@ -120,6 +121,8 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
     disp, save_freq = tcfg.get("disp_freq", 1000), tcfg.get("save_freq", 1000)
     keep = tcfg.get("max_ckpt_keep", 5)
     last = restart
+    warm = min(start_step + 10, numb_steps)  # steps before this one include jit compilation
+    t_warm = None
     bar = tqdm(total=numb_steps, initial=start_step, disable=not progress, file=sys.stderr,
                unit="step", mininterval=1.0, dynamic_ncols=True)
     try:
@@ -139,9 +142,15 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
                 data["params"] = tr.params_numpy()
                 last = save_checkpoint(prefix, data, opt_state, done, rngs, keep, backend)
             bar.update(1)
+            if done == warm:
+                t_warm = time.perf_counter()
     finally:
         bar.close()
         lcurve.close()
+    if t_warm is not None and numb_steps > warm:
+        per = (time.perf_counter() - t_warm) / (numb_steps - warm)
+        print(f"average training time: {per:.4f} s/step (steps {warm + 1}-{numb_steps}, "
+              f"{backend_name})")
     return last
 
 

@@ -1,0 +1,100 @@
+"""Training benchmark (run by hand): the water se_e2_a example, N steps, every backend, beside
+DeePMD-kit when a venv with it is given. Prints s/step, validation RMSE on data_3, and ratios.
+
+    python benchmarks/train_water.py --steps 1000 [--dp-venv /tmp/dp] [--backends torch jax]
+
+Machines differ 2x: only the ratios within one run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "water"
+
+
+def _workdir(tmp: Path, name: str, steps: int) -> Path:
+    d = tmp / name / "se_e2_a"
+    d.mkdir(parents=True)
+    (tmp / name / "data").symlink_to(EXAMPLE / "data")
+    cfg = json.loads((EXAMPLE / "se_e2_a" / "input.json").read_text())
+    cfg["training"]["numb_steps"] = steps
+    cfg["training"]["save_freq"] = steps
+    cfg["training"]["disp_freq"] = 100
+    (d / "input.json").write_text(json.dumps(cfg, indent=1))
+    return d
+
+
+def _run(cmd, cwd, env) -> str:
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
+    return p.stdout + p.stderr
+
+
+def ours(tmp: Path, backend: str, steps: int, env) -> dict:
+    d = _workdir(tmp, f"dpmd-{backend}", steps)
+    dpmd = [sys.executable, "-m", "deepmd_md.cli.main"]
+    out = _run(dpmd + ["train", "input.json", "-b", backend, "--no-progress"], d, env)
+    per = float(re.search(r"average training time: ([0-9.]+) s/step", out).group(1))
+    res = json.loads(_run(dpmd + ["test", "-m", f"model.ckpt-{steps}.ckpt", "-s", "../data/data_3",
+                                  "--json", "-b", backend], d, env))["weighted"]
+    return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * res["energy_rmse_per_atom"],
+            "f_rmse": res["force_rmse"]}
+
+
+def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
+    d = _workdir(tmp, f"dp-{fw}", steps)
+    dp = str(venv / "bin" / "dp")
+    out = _run([dp, f"--{fw}", "train", "input.json"], d, env)
+    per = float(re.findall(r"average training time: ([0-9.]+) s/batch", out)[-1])
+    model = "frozen.pth" if fw == "pt" else "frozen.pb"
+    _run([dp, f"--{fw}", "freeze", "-o", model], d, env)
+    out = _run([dp, f"--{fw}", "test", "-m", model, "-s", "../data/data_3", "-n", "80"], d, env)
+    e = float(re.search(r"Energy RMSE/Natoms\s*:\s*([0-9.eE+-]+)", out).group(1))
+    f = float(re.search(r"Force\s+RMSE\s*:\s*([0-9.eE+-]+)", out).group(1))
+    return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * e, "f_rmse": f}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--backends", nargs="+", default=["torch", "jax"])
+    ap.add_argument("--dp-venv", type=Path, help="a venv with deepmd-kit 3.2 (baseline)")
+    ap.add_argument("--threads", default="2")
+    args = ap.parse_args()
+    env = dict(os.environ, OMP_NUM_THREADS=args.threads, PYTHONPATH=str(ROOT),
+               TF_INTRA_OP_PARALLELISM_THREADS=args.threads, TF_INTER_OP_PARALLELISM_THREADS="1",
+               DP_INTRA_OP_PARALLELISM_THREADS=args.threads, DP_INTER_OP_PARALLELISM_THREADS="1")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    rows = {}
+    try:
+        if args.dp_venv:
+            for fw in ("tf", "pt"):
+                rows[f"deepmd-kit {fw}"] = deepmd_kit(tmp, args.dp_venv, fw, args.steps, env)
+                print(rows[f"deepmd-kit {fw}"], flush=True)
+        for b in args.backends:
+            rows[f"deepmd_md {b}"] = ours(tmp, b, args.steps, env)
+            print(rows[f"deepmd_md {b}"], flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    base = rows.get("deepmd-kit tf")
+    print(f"\nwater se_e2_a, {args.steps} steps, {args.threads} threads, validation data_3")
+    print(f"{'run':<18s} {'s/step':>8s} {'E meV/atom':>11s} {'F eV/A':>8s} {'vs DP-TF':>9s}")
+    for k, r in rows.items():
+        ratio = f"{r['s_per_step'] / base['s_per_step']:.2f}x" if base else "-"
+        print(f"{k:<18s} {r['s_per_step']:8.4f} {r['e_rmse_mev_atom']:11.2f} {r['f_rmse']:8.3f} "
+              f"{ratio:>9s}")
+
+
+if __name__ == "__main__":
+    main()
