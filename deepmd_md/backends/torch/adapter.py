@@ -60,7 +60,7 @@ class Trainer:
         self.buffers = asarray(buffers_np)
 
     def loss(self, batch: dict, prep: dict, pref: dict, train: bool):
-        b = asarray(batch)
+        b = asarray({k: v for k, v in batch.items() if v is not None})  # box None: nopbc
         pred = efv(self.config, self.params, self.buffers, b[keys.COORD], _prep(prep),
                    create_graph=train)
         return ener_loss(pred, b, pref)
