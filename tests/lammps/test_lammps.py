@@ -223,13 +223,14 @@ def test_water_example_mpirun(model_pth, lmp_env):
 
 
 def test_pt2_same_as_pth(model_pth, lmp_env, tmp_path):
-    freeze = pytest.importorskip("deepmd_md.backends.torch.freeze")
-    if not hasattr(freeze, "freeze_pt2"):
-        pytest.skip("no .pt2 (AOTInductor) freezer yet")
+    try:
+        from deepmd_md.backends.torch.aoti import freeze_pt2
+    except ImportError:
+        pytest.skip("no .pt2 (AOTInductor) freezer yet (deepmd_md.backends.torch.aoti)")
     from deepmd_md.infer.deep_pot import load_model_data
 
     pt2 = tmp_path / "model.pt2"
-    freeze.freeze_pt2(load_model_data(str(model_pth)), str(pt2))
+    freeze_pt2(load_model_data(str(model_pth)), str(pt2))
     a = run_driver({"commands": setup_lines(model_pth)}, tmp_path / "a", lmp_env)
     b = run_driver({"commands": setup_lines(pt2)}, tmp_path / "b", lmp_env)
     assert abs(a["pe"] - b["pe"]) / a["natoms"] <= 1e-10
