@@ -69,10 +69,6 @@ def test_eval_equals_reference(model_files, frames, kind, backend):
     assert dp.get_type_map() == ["O", "H"] and dp.get_rcut() == 3.5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DeePMD-kit v3 DeepPot.eval returns force [nf, natoms, 3] and atomic virial "
-    "[nf, natoms, 9]; deepmd_md/infer/deep_pot.py eval() returns [nf, natoms*3] and "
-    "[nf, natoms*9]"))
 def test_eval_shapes_are_deepmd_kit_shapes(model_files, frames):
     coord, atype, boxes = frames
     e, f, v, ae, av = DeepPot(str(model_files[1]["pth"])).eval(coord.reshape(NF, -1), boxes,

@@ -252,9 +252,6 @@ def test_torch_and_jax_take_the_same_steps(tmp_path, teacher):
 # -- documented keys that change the result must not be silently ignored -------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "learning_rate/decay_rate is accepted (config/args.py documents that it overrides the rate "
-    "implied by stop_lr) but deepmd_md/train/loss.py exp_lr() never reads it: silent ignore"))
 def test_decay_rate_is_honoured():
     """DeePMD-kit: lr(t) = start_lr * decay_rate^(t // decay_steps) when decay_rate is given."""
     from deepmd_md.train.loss import exp_lr
@@ -265,9 +262,6 @@ def test_decay_rate_is_honoured():
     assert [lr(t) for t in range(4)] == pytest.approx([1e-2 * 0.5**t for t in range(4)])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model/descriptor/trainable = false is accepted but ignored: the torch/jax Trainers update "
-    "every parameter (nothing in deepmd_md reads 'trainable'): silent ignore"))
 def test_descriptor_trainable_false_freezes_embedding(tmp_path, teacher):
     inp = train_input([teacher], tmp_path, numb_steps=2)
     inp["model"]["descriptor"]["trainable"] = False

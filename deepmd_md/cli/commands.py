@@ -94,7 +94,7 @@ def _errors(path, s, n, e, f, v) -> dict:
               "energy_mae_per_atom": float(np.abs(de).mean() / nat),
               "energy_rmse_per_atom": float(np.sqrt((de**2).mean()) / nat)}
     if s.force is not None:
-        df = f - s.force[:n].reshape(n, -1)
+        df = f.reshape(n, -1) - s.force[:n].reshape(n, -1)
         r |= {"force_mae": float(np.abs(df).mean()), "force_rmse": float(np.sqrt((df**2).mean()))}
     if s.virial is not None:
         dv = v - s.virial[:n]

@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 
 from deepmd_md import keys
-from deepmd_md.errors import DataError, ModelFileError
+from deepmd_md.errors import ConfigError, DataError, ModelFileError
 from deepmd_md.model.frames import prepare_frames
 from deepmd_md.serialize import load_dp
 
@@ -80,8 +80,8 @@ class DeepPot:
     def eval(self, coord, box, atype, atomic: bool = False):
         """coord: [nf, nat*3] (or [nf, nat, 3]); box: [nf, 9] | None; atype: [nat] or [nf, nat].
 
-        Returns (energy [nf, 1], force [nf, nat*3], virial [nf, 9]) and, with atomic=True,
-        also (atom_energy [nf, nat, 1], atom_virial [nf, nat*9]).
+        Returns (energy [nf, 1], force [nf, nat, 3], virial [nf, 9]) and, with atomic=True,
+        also (atom_energy [nf, nat, 1], atom_virial [nf, nat, 9]), as DeePMD-kit's DeepPot.
         """
         coord, box, atype = self._check(coord, box, atype)
         nf, nat = coord.shape[0], coord.shape[1]
@@ -89,12 +89,12 @@ class DeepPot:
         if self._module is not None:
             out = self._eval_pth(coord, atype, box)
         else:
-            out = self._eval_data(coord, atype, box, prep)
-        res = [out[keys.ENERGY].reshape(nf, 1), out[keys.FORCE].reshape(nf, nat * 3),
+            out = self._eval_data(coord, atype, box, prep, atomic)
+        res = [out[keys.ENERGY].reshape(nf, 1), out[keys.FORCE].reshape(nf, nat, 3),
                out[keys.VIRIAL].reshape(nf, 9)]
         if atomic:
             res += [out[keys.ATOM_ENERGY].reshape(nf, nat, 1),
-                    out[keys.ATOM_VIRIAL].reshape(nf, nat * 9)]
+                    out[keys.ATOM_VIRIAL].reshape(nf, nat, 9)]
         return tuple(np.asarray(r, dtype=np.float64) for r in res)
 
     def _check(self, coord, box, atype):
@@ -125,13 +125,14 @@ class DeepPot:
                                    None if box is None else torch.as_tensor(box), None, None, True)
         return {k: v.detach().numpy() for k, v in out.items()}
 
-    def _eval_data(self, coord, atype, box, prep) -> dict:
+    def _eval_data(self, coord, atype, box, prep, atomic=False) -> dict:
         if self._adapter is None:
             from deepmd_md.backends.numpy.reference import evaluate
 
-            out = evaluate(self.data, coord, atype, box)
-            out[keys.ATOM_VIRIAL] = np.full((*coord.shape[:2], 9), np.nan)
-            return out
+            if atomic:
+                raise ConfigError("the numpy reference backend computes no per-atom virial; "
+                                  "use backend='torch' or 'jax' for atomic=True")
+            return evaluate(self.data, coord, atype, box)
         mapping = prep[keys.MAPPING]
         ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
         lo = self._adapter.evaluate_lower(self.config, self._params, self._buffers, ext,

@@ -21,6 +21,8 @@ def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> d
     {mapping [nf, nall], shift [nf, nall, 3], extended_atype [nf, nall], nlist [nf, nat, nnei]}."""
     from deepmd_md.data.neighbor import (
         check_sel as _check,
+    )
+    from deepmd_md.data.neighbor import (
         count_neighbors,
         extend_coord,
         neighbor_candidates,

@@ -11,10 +11,10 @@ from deepmd_md import keys
 
 def exp_lr(cfg: dict, numb_steps: int):
     """DeePMD's exponential decay: lr(t) = start_lr * r^(floor(t / decay_steps)), with r chosen so
-    that lr(numb_steps) = stop_lr. Returns a function step -> lr."""
+    that lr(numb_steps) = stop_lr, unless decay_rate is given. Returns a function step -> lr."""
     start, stop, dsteps = cfg["start_lr"], cfg["stop_lr"], cfg["decay_steps"]
     dsteps = max(1, min(dsteps, numb_steps))
-    rate = (stop / start) ** (dsteps / max(numb_steps, 1))
+    rate = cfg.get("decay_rate") or (stop / start) ** (dsteps / max(numb_steps, 1))
 
     def lr(step: int) -> float:
         return start * rate ** (step // dsteps)

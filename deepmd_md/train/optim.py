@@ -18,8 +18,11 @@ def _zeros(x):
     return array_namespace(x).zeros_like(x)
 
 
-def adam_update(params, grads, state, lr: float):
-    """One Adam step; returns (new params, new state). Pure: nothing is updated in place."""
+def adam_update(params, grads, state, lr: float, frozen=None):
+    """One Adam step; returns (new params, new state). Pure: nothing is updated in place.
+
+    frozen: optional tree of bools (True = not trainable); those leaves keep value and moments.
+    """
     t = state["t"] + 1
     c1, c2 = 1.0 - B1**t, 1.0 - B2**t
 
@@ -30,8 +33,35 @@ def adam_update(params, grads, state, lr: float):
         p = p - (lr / c1) * m / (xp.sqrt(v / c2) + EPS)
         return p, m, v
 
-    out = _zip_map(leaf, params, grads, state["m"], state["v"])
+    if frozen is not None:
+        step = leaf
+
+        def leaf(p, g, m, v, fz):  # noqa: F811
+            return (p, m, v) if fz else step(p, g, m, v)
+
+        out = _zip_map(leaf, params, grads, state["m"], state["v"], frozen)
+    else:
+        out = _zip_map(leaf, params, grads, state["m"], state["v"])
     return (_pick(out, 0), {"m": _pick(out, 1), "v": _pick(out, 2), "t": t})
+
+
+def frozen_mask(config: dict, params: dict) -> dict:
+    """True for the leaves that `trainable: false` freezes (descriptor or fitting; a list of
+    bools for the fitting freezes per layer)."""
+    from deepmd_md.tree import tree_map
+
+    d_fixed = not config["descriptor"].get("trainable", True)
+    out = {"descriptor": tree_map(lambda _: d_fixed, params["descriptor"])}
+    tr = config["fitting_net"].get("trainable", True)
+    fit = {}
+    for name, net in params["fitting"].items():
+        layers = []
+        for i, layer in enumerate(net["layers"]):
+            fixed = not (tr[i] if isinstance(tr, list) and i < len(tr) else bool(tr))
+            layers.append({k: fixed for k in layer})
+        fit[name] = {"layers": layers}
+    out["fitting"] = fit
+    return out
 
 
 def _zip_map(fn, *trees):

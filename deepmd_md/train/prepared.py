@@ -59,6 +59,9 @@ class PreparedData:
             yield s, {k: v[sl] for k, v in self.prep[i].items()}, s.coord[sl]
 
 
+_FRAME_FIELDS = ("coord", "box", "energy", "force", "virial")
+
+
 def _sorted_by_type(s):
     """The same system with atoms ordered by type (stable), so each fitting net sees only its
     own atoms; labels are permuted with the coordinates, nothing is lost."""
@@ -89,6 +92,9 @@ def compute_stats(model_config: dict, data: PreparedData) -> dict:
     dtype = model_dtype(model_config)
     stats = descriptor.stats_from_sums(dcfg, sums, dtype,
                                        model_config.get("data_stat_protect", 1e-2))
-    bias = energy_bias(data.systems, ntypes, model_config["fitting_net"].get("rcond"))
+    n = model_config.get("data_bias_nsample", 10)  # the first n frames of each system
+    firsts = [dataclasses.replace(s, **{k: getattr(s, k)[:n] for k in _FRAME_FIELDS
+                                        if getattr(s, k) is not None}) for s in data.systems]
+    bias = energy_bias(firsts, ntypes, model_config["fitting_net"].get("rcond"))
     stats["bias_atom_e"] = np.asarray(bias, dtype=dtype)
     return stats

@@ -82,7 +82,6 @@ class LCurve:
 def train(config: dict, backend_name: str = "torch", restart: str | None = None,
           init_model_path: str | None = None, progress: bool = True) -> str:
     """Run training from a normalised input; returns the last checkpoint path."""
-    backend = load_backend(backend_name)
     mcfg, tcfg = config["model"], config["training"]
     lcfg, losscfg = config["learning_rate"], config["loss"]
     numb_steps = tcfg["numb_steps"]
@@ -107,6 +106,7 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
     else:
         data = init_model(mcfg, mcfg["descriptor"].get("seed"))
         data["buffers"] = compute_stats(mcfg, train_data)
+    backend = load_backend(backend_name)  # after the data checks: a bad input fails fast
     tr = backend.Trainer(data["config"], data["params"], data["buffers"])
     if opt_ckpt:
         opt_state = {"m": backend.asarray(opt_ckpt[0]), "v": backend.asarray(opt_ckpt[1]),

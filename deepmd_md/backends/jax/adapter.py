@@ -13,8 +13,8 @@ from deepmd_md import keys  # noqa: E402
 from deepmd_md.backends.common import efv_from_grads, total_energy  # noqa: E402
 from deepmd_md.model.model import atomic_outputs  # noqa: E402
 from deepmd_md.train.loss import ener_loss  # noqa: E402
-from deepmd_md.train.optim import adam_update  # noqa: E402
-from deepmd_md.tree import tree_map  # noqa: E402
+from deepmd_md.train.optim import adam_update, frozen_mask  # noqa: E402
+from deepmd_md.tree import flatten, tree_map  # noqa: E402
 
 name = "jax"
 
@@ -82,6 +82,8 @@ class Trainer:
         self.config = config
         self.params = asarray(params_np)
         self.buffers = asarray(buffers_np)
+        mask = frozen_mask(config, params_np)
+        self.frozen = mask if any(flatten(mask).values()) else None
 
         def loss_fn(params, batch, prep, pref, split):
             prep = {**prep, keys.TYPE_SPLIT: split}
@@ -91,7 +93,7 @@ class Trainer:
         def step(params, opt_state, batch, prep, pref, lr, split):
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, batch, prep, pref, split)
-            params, opt_state = adam_update(params, grads, opt_state, lr)
+            params, opt_state = adam_update(params, grads, opt_state, lr, self.frozen)
             return params, opt_state, metrics
 
         self._step = jax.jit(step, static_argnames=("split",))

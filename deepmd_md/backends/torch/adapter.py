@@ -9,8 +9,8 @@ from deepmd_md import keys
 from deepmd_md.backends.common import efv_from_grads, total_energy
 from deepmd_md.model.model import atomic_outputs
 from deepmd_md.train.loss import ener_loss
-from deepmd_md.train.optim import adam_update
-from deepmd_md.tree import tree_map
+from deepmd_md.train.optim import adam_update, frozen_mask
+from deepmd_md.tree import flatten, tree_map
 
 name = "torch"
 
@@ -58,6 +58,8 @@ class Trainer:
         self.config = config
         self.params = asarray(params_np, trainable=True)
         self.buffers = asarray(buffers_np)
+        mask = frozen_mask(config, params_np)
+        self.frozen = mask if any(flatten(mask).values()) else None
 
     def loss(self, batch: dict, prep: dict, pref: dict, train: bool):
         b = asarray({k: v for k, v in batch.items() if v is not None})  # box None: nopbc
@@ -71,7 +73,7 @@ class Trainer:
         grads = torch.autograd.grad(loss, leaves)
         grad_tree = _rebuild(self.params, iter(grads))
         with torch.no_grad():
-            new, opt_state = adam_update(self.params, grad_tree, opt_state, lr)
+            new, opt_state = adam_update(self.params, grad_tree, opt_state, lr, self.frozen)
         self.params = tree_map(lambda t: t.detach().requires_grad_(True), new)
         return opt_state, {k: float(v.detach()) for k, v in metrics.items()}
 

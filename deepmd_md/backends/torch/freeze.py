@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 import warnings
-from typing import Optional
 
 import torch
 
@@ -67,9 +66,9 @@ class FrozenModel(torch.nn.Module):
 
     @torch.jit.export
     def forward_lower(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
-                      nlist: torch.Tensor, mapping: Optional[torch.Tensor] = None,
-                      fparam: Optional[torch.Tensor] = None,
-                      aparam: Optional[torch.Tensor] = None,
+                      nlist: torch.Tensor, mapping: torch.Tensor | None = None,
+                      fparam: torch.Tensor | None = None,
+                      aparam: torch.Tensor | None = None,
                       do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
         nf, nloc = nlist.shape[0], nlist.shape[1]
         if nlist.shape[2] < self.min_width:  # the traced selection needs >= max(sel) columns
@@ -91,7 +90,7 @@ class FrozenModel(torch.nn.Module):
 
     @torch.jit.export
     def extend(self, coord: torch.Tensor, atype: torch.Tensor,
-               box: Optional[torch.Tensor]) -> list[torch.Tensor]:
+               box: torch.Tensor | None) -> list[torch.Tensor]:
         """Periodic images and a raw neighbor list: (ext_coord, ext_atype, mapping, nlist)."""
         nf, nat = coord.shape[0], coord.shape[1]
         idx = torch.arange(nat, device=coord.device)
@@ -123,8 +122,8 @@ class FrozenModel(torch.nn.Module):
         return [ext, ext_atype, mapping, nlist]
 
     def forward(self, coord: torch.Tensor, atype: torch.Tensor,
-                box: Optional[torch.Tensor] = None, fparam: Optional[torch.Tensor] = None,
-                aparam: Optional[torch.Tensor] = None,
+                box: torch.Tensor | None = None, fparam: torch.Tensor | None = None,
+                aparam: torch.Tensor | None = None,
                 do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
         coord = coord.to(torch.float64)
         ext, ext_atype, mapping, nlist = self.extend(coord, atype, box)
