@@ -4,7 +4,7 @@ fixed per-type bias (least-squares fit of the training energies, see data.stats)
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_jax_namespace
 
 from deepmd_md.model.nn import apply_net, init_net
 
@@ -35,7 +35,24 @@ def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None):
             parts.append(apply_net(params[f"t{t}"], d, act, embedding=False,
                                    final_linear=True)[..., 0])
         return out + xp.concat(parts, axis=1)
-    for t in range(bias.shape[0]):
+    if not is_jax_namespace(xp):  # data-dependent shapes allowed: each net sees only its atoms
+        return out + _by_type_gather(params, desc, atype, act, bias.shape[0])
+    for t in range(bias.shape[0]):  # static shapes (jax.jit): every net on all atoms, masked
         e = apply_net(params[f"t{t}"], desc, act, embedding=False, final_linear=True)[..., 0]
         out = out + xp.where(atype == t, e, xp.zeros_like(e))
     return out
+
+
+def _by_type_gather(params, desc, atype, act, ntypes):
+    """Per-type nets on the rows of their type, reassembled in the original order: [nf, nloc]."""
+    xp = array_namespace(desc)
+    flat = xp.reshape(desc, (-1, desc.shape[-1]))
+    ft = xp.reshape(atype, (-1,))
+    vals, rows = [], []
+    for t in range(ntypes):
+        idx = xp.nonzero(ft == t)[0]
+        d = xp.take(flat, idx, axis=0)
+        vals.append(apply_net(params[f"t{t}"], d, act, embedding=False, final_linear=True)[:, 0])
+        rows.append(idx)
+    inv = xp.argsort(xp.concat(rows))
+    return xp.reshape(xp.take(xp.concat(vals), inv, axis=0), atype.shape)
