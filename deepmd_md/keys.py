@@ -16,11 +16,13 @@ EXT_ATYPE = "extended_atype"  # [nf, nall] int64
 NLIST = "nlist"  # [nf, nloc, nnei] int64 index into extended atoms, -1 = empty
 MAPPING = "mapping"  # [nf, nall] int64 owner index (< nloc) of each extended atom
 SHIFT = "shift"  # [nf, nall, 3] float, image shift: ext_coord = coord[mapping] + shift
+NLIST_WIDTHS = "nlist_widths"  # tuple[int, ...] slots per type kept in a trimmed nlist (<= sel)
 TYPE_SPLIT = "type_split"  # tuple[int, ...] atoms per type when local atoms are sorted by type
 SYSTEM_INDEX = "system_index"  # [nf] int64, which system a batch frame comes from
 FRAME_INDEX = "frame_index"  # [nf] int64, frame index inside its system
 FIND_ENERGY = "find_energy"  # float 0/1
 FIND_FORCE = "find_force"  # float 0/1
+STATIC_PREP = (TYPE_SPLIT, NLIST_WIDTHS)  # prep entries that are compile-time constants
 
 # -- outputs of `forward_lower` -----------------------------------------------
 ATOM_ENERGY = "atom_energy"  # [nf, nloc]

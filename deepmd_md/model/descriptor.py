@@ -54,46 +54,59 @@ def normalised_env(cfg: dict, stats: dict, ext_coord, ext_atype, nlist):
     return (env - avg) / std
 
 
-def descriptor(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist):
+def descriptor(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, widths=None):
     """Descriptor D: [nf, nloc, out_dim(cfg)].
 
-    ext_coord: [nf, nall, 3]; ext_atype: [nf, nall]; nlist: [nf, nloc, sum(sel)] type-blocked.
+    ext_coord: [nf, nall, 3]; ext_atype: [nf, nall]; nlist: [nf, nloc, sum(widths)] type-blocked.
+    widths: slots kept per type (static, <= sel) when the caller dropped trailing slots that are
+    empty in every atom; their exact contribution (each equals a neighbor at rcut) is added back
+    in closed form, so the result equals the full-sel descriptor.
     """
     xp = array_namespace(ext_coord)
+    sel = list(cfg["sel"])
+    widths = sel if widths is None else list(widths)
     env = normalised_env(cfg, stats, ext_coord, ext_atype, nlist)
-    nloc, nnei = nlist.shape[1], nlist.shape[2]
-    ntypes = len(cfg["sel"])
+    nloc = nlist.shape[1]
+    ntypes = len(sel)
     one_side = cfg.get("type_one_side", True)
     atype = ext_atype[:, :nloc]
     act = cfg["activation_function"]
     acc = None
     start = 0
-    for tj, nsel in enumerate(cfg["sel"]):
-        block = env[:, :, start : start + nsel, :]  # [nf, nloc, nsel, c]
-        start += nsel
-        s = block[..., :1]
-        if one_side:
-            terms = [(None, apply_net(params[f"t{tj}"], s, act, embedding=True))]
-        else:
-            terms = [
-                (ti, apply_net(params[f"t{ti}_{tj}"], s, act, embedding=True))
-                for ti in range(ntypes)
-            ]
-        for ti, g in terms:  # g: [nf, nloc, nsel, M1]
+    for tj, width in enumerate(widths):
+        block = env[:, :, start : start + width, :]  # [nf, nloc, width, c]
+        start += width
+        for ti in [None] if one_side else range(ntypes):
+            net = params[f"t{tj}"] if one_side else params[f"t{ti}_{tj}"]
+            g = apply_net(net, block[..., :1], act, embedding=True)  # [nf, nloc, width, M1]
             if is_radial(cfg):
                 part = xp.sum(g, axis=2)  # [nf, nloc, M1]
             else:
                 part = xp.matmul(xp.matrix_transpose(g), block)  # [nf, nloc, M1, 4]
+            if sel[tj] > width:
+                part = part + (sel[tj] - width) * _empty_slot_term(cfg, net, stats, atype, act)
             if ti is not None:
                 sel_i = xp.reshape(atype == ti, (*atype.shape, *([1] * (part.ndim - 2))))
                 part = xp.where(sel_i, part, xp.zeros_like(part))
             acc = part if acc is None else acc + part
-    acc = acc / nnei
+    acc = acc / sum(sel)
     if is_radial(cfg):
         return acc
     m2 = cfg["axis_neuron"]
     d = xp.matmul(acc, xp.matrix_transpose(acc[:, :, :m2, :]))  # [nf, nloc, M1, M2]
     return xp.reshape(d, (d.shape[0], nloc, d.shape[2] * m2))
+
+
+def _empty_slot_term(cfg, net, stats, atype, act):
+    """Contribution of one empty slot to G^T R (or sum G) per local atom: [nf, nloc, M1(, 4)].
+
+    An empty slot's normalised row is -davg/dstd of the center type (env = 0)."""
+    xp = array_namespace(atype)
+    row = -stats["davg"] / stats["dstd"]  # [nt, c]
+    g = apply_net(net, row[:, :1], act, embedding=True)  # [nt, M1]
+    term = g if is_radial(cfg) else g[:, :, None] * row[:, None, :]  # [nt, M1(, 4)]
+    flat = xp.take(term, xp.reshape(atype, (-1,)), axis=0)
+    return xp.reshape(flat, (*atype.shape, *term.shape[1:]))
 
 
 def env_stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray:

@@ -39,6 +39,22 @@ def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> d
     return {keys.MAPPING: mapping, keys.SHIFT: shift, keys.EXT_ATYPE: ext_atype, keys.NLIST: nlist}
 
 
+def trim_nlist(nlist, sel: list[int]):
+    """Drop the trailing slots of each type block that are empty for every atom and frame.
+
+    nlist: [nf, nloc, sum(sel)] type-blocked -> (trimmed nlist, widths tuple). The model adds the
+    dropped slots back in closed form (descriptor.descriptor), so results are unchanged."""
+    nlist = np.asarray(nlist)
+    blocks, widths, start = [], [], 0
+    for n in sel:
+        b = nlist[..., start : start + n]
+        start += n
+        used = (b >= 0).sum(-1).max() if b.size else 0
+        widths.append(int(used))
+        blocks.append(b[..., : int(used)])
+    return np.concatenate(blocks, axis=-1), tuple(widths)
+
+
 def extended_coord(coord, strain, mapping, shift):
     """(coord[mapping] + shift)(I + strain): coord [nf, nat, 3], strain [nf, 3, 3] -> [nf, nall, 3]."""
     xp = array_namespace(coord)
@@ -50,4 +66,5 @@ def frame_atom_energy(config, params, buffers, coord, strain, prep: dict):
     """Atomic energies [nf, nat] as a function of coord [nf, nat, 3] and strain [nf, 3, 3]."""
     ext = extended_coord(coord, strain, prep[keys.MAPPING], prep[keys.SHIFT])
     return atomic_outputs(config, params, buffers, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST],
-                          type_split=prep.get(keys.TYPE_SPLIT))["energy"]
+                          type_split=prep.get(keys.TYPE_SPLIT),
+                          widths=prep.get(keys.NLIST_WIDTHS))["energy"]

@@ -74,12 +74,13 @@ def init_model(config: dict, seed: int | None = None) -> dict:
 
 
 def atomic_outputs(config: dict, params: dict, buffers: dict, ext_coord, ext_atype, nlist,
-                   raw_nlist: bool = False, type_split=None) -> dict:
+                   raw_nlist: bool = False, type_split=None, widths=None) -> dict:
     """Per-atom outputs of OUTPUTS: {"energy": [nf, nloc]}.
 
     ext_coord: [nf, nall, 3]; ext_atype: [nf, nall]; nlist: [nf, nloc, sum(sel)] type-blocked,
     or any raw list of candidates ([nf, nloc, *], -1 padded) when raw_nlist is True.
     type_split: atoms per type (static tuple) when local atoms are sorted by type.
+    widths: slots per type actually present in nlist (static tuple; see descriptor.descriptor).
     """
     xp = array_namespace(ext_coord)
     dcfg = config["descriptor"]
@@ -88,7 +89,8 @@ def atomic_outputs(config: dict, params: dict, buffers: dict, ext_coord, ext_aty
     dtype = buffers["dstd"].dtype
     if not xp.isdtype(ext_coord.dtype, "complex floating"):
         ext_coord = xp.astype(ext_coord, dtype)
-    d = descriptor.descriptor(dcfg, params["descriptor"], buffers, ext_coord, ext_atype, nlist)
+    d = descriptor.descriptor(dcfg, params["descriptor"], buffers, ext_coord, ext_atype, nlist,
+                              widths)
     atype = ext_atype[:, : nlist.shape[1]]
     e = fitting.atomic_energy(config["fitting_net"], params["fitting"], buffers["bias_atom_e"],
                               d, atype, type_split)

@@ -9,7 +9,7 @@ import numpy as np
 from deepmd_md import keys
 from deepmd_md.data.batch import DataSampler, iterate_frames
 from deepmd_md.data.system import find_systems, load_system, remap_types
-from deepmd_md.model.frames import prepare_frames
+from deepmd_md.model.frames import prepare_frames, trim_nlist
 
 
 class PreparedData:
@@ -26,11 +26,13 @@ class PreparedData:
         self.systems = [_sorted_by_type(remap_types(load_system(p), tm)) for p in paths]
         self.sampler = DataSampler(self.systems, batch_size, sys_probs, auto_prob)
         self.config = model_config
-        self.prep = [
-            prepare_frames(model_config, s.coord, np.broadcast_to(s.atype, (s.nframes, s.natoms)),
-                           s.box)
-            for s in self.systems
-        ]
+        self.prep, self.widths = [], []
+        for s in self.systems:
+            p = prepare_frames(model_config, s.coord,
+                               np.broadcast_to(s.atype, (s.nframes, s.natoms)), s.box)
+            p[keys.NLIST], widths = trim_nlist(p[keys.NLIST], model_config["descriptor"]["sel"])
+            self.prep.append(p)
+            self.widths.append(widths)
 
     def batch_prep(self, batch: dict) -> dict:
         i = int(batch[keys.SYSTEM_INDEX][0])
@@ -38,6 +40,7 @@ class PreparedData:
         out = {k: v[frames] for k, v in self.prep[i].items()}
         counts = np.bincount(self.systems[i].atype, minlength=len(self.config["type_map"]))
         out[keys.TYPE_SPLIT] = tuple(int(c) for c in counts)
+        out[keys.NLIST_WIDTHS] = self.widths[i]
         return out
 
     def sample(self, rng: np.random.Generator):

@@ -85,31 +85,31 @@ class Trainer:
         mask = frozen_mask(config, params_np)
         self.frozen = mask if any(flatten(mask).values()) else None
 
-        def loss_fn(params, batch, prep, pref, split):
-            prep = {**prep, keys.TYPE_SPLIT: split}
+        def loss_fn(params, batch, prep, pref, static):
+            prep = {**prep, **dict(static)}
             pred = efv(config, params, self.buffers, batch[keys.COORD], prep)
             return ener_loss(pred, batch, pref)
 
-        def step(params, opt_state, batch, prep, pref, lr, split):
+        def step(params, opt_state, batch, prep, pref, lr, static):
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, batch, prep, pref, split)
+                params, batch, prep, pref, static)
             params, opt_state = adam_update(params, grads, opt_state, lr, self.frozen)
             return params, opt_state, metrics
 
-        self._step = jax.jit(step, static_argnames=("split",))
-        self._eval = jax.jit(lambda p, b, pr, pref, split: loss_fn(p, b, pr, pref, split)[1],
-                             static_argnames=("split",))
+        self._step = jax.jit(step, static_argnames=("static",))
+        self._eval = jax.jit(lambda p, b, pr, pref, static: loss_fn(p, b, pr, pref, static)[1],
+                             static_argnames=("static",))
 
     def step(self, batch, prep, pref, opt_state, lr: float):
-        arrays, split = _split_prep(prep)
+        arrays, static = _split_prep(prep)
         self.params, opt_state, metrics = self._step(
             self.params, opt_state, _batch(batch), arrays, _f(pref), jnp.asarray(lr),
-            split=split)
+            static=static)
         return opt_state, {k: float(v) for k, v in metrics.items()}
 
     def evaluate_metrics(self, batch, prep, pref):
-        arrays, split = _split_prep(prep)
-        m = self._eval(self.params, _batch(batch), arrays, _f(pref), split=split)
+        arrays, static = _split_prep(prep)
+        m = self._eval(self.params, _batch(batch), arrays, _f(pref), static=static)
         return {k: float(v) for k, v in m.items()}
 
     def params_numpy(self):
@@ -117,8 +117,9 @@ class Trainer:
 
 
 def _split_prep(prep: dict):
-    arrays = {k: jnp.asarray(v) for k, v in prep.items() if k != keys.TYPE_SPLIT}
-    return arrays, prep.get(keys.TYPE_SPLIT)
+    """(arrays, static): static = hashable ((key, tuple), ...) of compile-time constants."""
+    arrays = {k: jnp.asarray(v) for k, v in prep.items() if k not in keys.STATIC_PREP}
+    return arrays, tuple((k, prep[k]) for k in keys.STATIC_PREP if k in prep)
 
 
 def _batch(batch: dict) -> dict:

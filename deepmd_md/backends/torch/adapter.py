@@ -87,7 +87,7 @@ class Trainer:
 
 def _prep(prep: dict) -> dict:
     """Arrays to tensors; the static type split stays a tuple."""
-    return {k: v if k == keys.TYPE_SPLIT else torch.as_tensor(v) for k, v in prep.items()}
+    return {k: v if k in keys.STATIC_PREP else torch.as_tensor(v) for k, v in prep.items()}
 
 
 def _leaves(tree):
