@@ -132,6 +132,8 @@ bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 constexpr int NEIGHMASK = 0x1FFFFFFF;
+// local atoms per backend call (DPMD_MD_CHUNK overrides; 0 = all at once)
+constexpr int kDefaultChunk = 128;
 
 }  // namespace
 
@@ -146,6 +148,10 @@ struct dpmd_model {
   std::vector<int64_t> atype;
   std::vector<int64_t> nlist;
   std::vector<int> row_start, row_count, kept;
+  std::vector<int> remap, ids;
+  std::vector<double> c_coord, c_force, c_av;
+  std::vector<int64_t> c_atype;
+  int chunk = 0;
   // optional timing (DPMD_MD_PROFILE=1): printed to stderr when the model is freed
   bool profile = false;
   long ncalls = 0;
@@ -185,6 +191,8 @@ dpmd_model* dpmd_model_load(const char* path_c) {
     m->path = path;
     const char* prof = std::getenv("DPMD_MD_PROFILE");
     m->profile = prof && *prof && *prof != '0';
+    const char* ch = std::getenv("DPMD_MD_CHUNK");
+    m->chunk = (ch && *ch) ? std::atoi(ch) : kDefaultChunk;
     m->meta_json = b->metadata_json();
     try {
       m->info = parse_metadata(m->meta_json);
@@ -309,31 +317,6 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
       m->row_count[i] = int(m->kept.size()) - start;
       maxn = std::max(maxn, m->row_count[i]);
     }
-    const int nnei = std::max(maxn, 1);
-    m->nlist.assign(size_t(nloc) * nnei, -1);
-    for (int i = 0; i < nloc; ++i) {
-      int64_t* row = m->nlist.data() + size_t(i) * nnei;
-      const int* src = m->kept.data() + m->row_start[i];
-      for (int k = 0; k < m->row_count[i]; ++k) row[k] = src[k];
-    }
-
-    dpmd::BackendInput bi;
-    bi.nloc = nloc;
-    bi.nall = nall;
-    bi.coord = in->coord;
-    bi.atype = m->atype.data();
-    bi.nlist = m->nlist.data();
-    bi.nnei = nnei;
-    bi.box = in->box;
-    bi.fparam = info.dim_fparam > 0 ? in->fparam : nullptr;
-    bi.dim_fparam = info.dim_fparam;
-    bi.aparam = info.dim_aparam > 0 ? in->aparam : nullptr;
-    bi.dim_aparam = info.dim_aparam;
-    bi.atomic_virial = out->atom_virial != nullptr;
-    dpmd::BackendOutput bo;
-    bo.force = out->force;
-    bo.atom_energy = out->atom_energy;
-    bo.atom_virial = out->atom_virial;
     if (nloc == 0) {
       std::fill(out->force, out->force + 3 * size_t(nall), 0.0);
       if (out->atom_virial) std::fill(out->atom_virial, out->atom_virial + 9 * size_t(nall), 0.0);
@@ -341,15 +324,118 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
       std::fill(out->virial, out->virial + 9, 0.0);
       return 0;
     }
-    const auto t1 = clock::now();
-    m->backend->compute(bi, bo);
+
+    dpmd::BackendInput bi;
+    bi.box = in->box;
+    bi.fparam = info.dim_fparam > 0 ? in->fparam : nullptr;
+    bi.dim_fparam = info.dim_fparam;
+    bi.dim_aparam = info.dim_aparam;
+    bi.atomic_virial = out->atom_virial != nullptr;
+    double t_backend = 0.0;
+    auto run_backend = [&](dpmd::BackendOutput& bo) {
+      const auto tb = clock::now();
+      m->backend->compute(bi, bo);
+      t_backend += std::chrono::duration<double>(clock::now() - tb).count();
+    };
+
+    const int chunk = m->chunk;
+    if (chunk <= 0 || nloc <= chunk) {
+      // one call over all local + ghost atoms
+      const int nnei = std::max(maxn, 1);
+      m->nlist.assign(size_t(nloc) * nnei, -1);
+      for (int i = 0; i < nloc; ++i) {
+        int64_t* row = m->nlist.data() + size_t(i) * nnei;
+        const int* src = m->kept.data() + m->row_start[i];
+        for (int k = 0; k < m->row_count[i]; ++k) row[k] = src[k];
+      }
+      bi.nloc = nloc;
+      bi.nall = nall;
+      bi.coord = in->coord;
+      bi.atype = m->atype.data();
+      bi.nlist = m->nlist.data();
+      bi.nnei = nnei;
+      bi.aparam = info.dim_aparam > 0 ? in->aparam : nullptr;
+      dpmd::BackendOutput bo;
+      bo.force = out->force;
+      bo.atom_energy = out->atom_energy;
+      bo.atom_virial = out->atom_virial;
+      run_backend(bo);
+      out->energy = bo.energy;
+      std::copy(bo.virial, bo.virial + 9, out->virial);
+    } else {
+      // Local atoms in chunks (the model's per-neighbor tensors stay in cache): each
+      // chunk sees its own atoms first, then only the atoms its neighbor list touches
+      // (other local atoms included) as ghosts. Energies, forces and virials add up.
+      std::fill(out->force, out->force + 3 * size_t(nall), 0.0);
+      if (out->atom_virial) std::fill(out->atom_virial, out->atom_virial + 9 * size_t(nall), 0.0);
+      out->energy = 0.0;
+      std::fill(out->virial, out->virial + 9, 0.0);
+      m->remap.assign(nall, -1);
+      for (int s0 = 0; s0 < nloc; s0 += chunk) {
+        const int s1 = std::min(nloc, s0 + chunk), n = s1 - s0;
+        auto& ids = m->ids;
+        ids.clear();
+        for (int i = s0; i < s1; ++i) {
+          m->remap[i] = int(ids.size());
+          ids.push_back(i);
+        }
+        int width = 1;
+        for (int i = s0; i < s1; ++i) {
+          width = std::max(width, m->row_count[i]);
+          const int* src = m->kept.data() + m->row_start[i];
+          for (int k = 0; k < m->row_count[i]; ++k)
+            if (m->remap[src[k]] < 0) {
+              m->remap[src[k]] = int(ids.size());
+              ids.push_back(src[k]);
+            }
+        }
+        const int nall_c = int(ids.size());
+        m->c_coord.resize(size_t(nall_c) * 3);
+        m->c_atype.resize(nall_c);
+        for (int k = 0; k < nall_c; ++k) {
+          const int j = ids[k];
+          m->c_coord[3 * k] = in->coord[3 * j];
+          m->c_coord[3 * k + 1] = in->coord[3 * j + 1];
+          m->c_coord[3 * k + 2] = in->coord[3 * j + 2];
+          m->c_atype[k] = m->atype[j];
+        }
+        m->nlist.assign(size_t(n) * width, -1);
+        for (int i = s0; i < s1; ++i) {
+          int64_t* row = m->nlist.data() + size_t(i - s0) * width;
+          const int* src = m->kept.data() + m->row_start[i];
+          for (int k = 0; k < m->row_count[i]; ++k) row[k] = m->remap[src[k]];
+        }
+        m->c_force.resize(size_t(nall_c) * 3);
+        if (out->atom_virial) m->c_av.resize(size_t(nall_c) * 9);
+        bi.nloc = n;
+        bi.nall = nall_c;
+        bi.coord = m->c_coord.data();
+        bi.atype = m->c_atype.data();
+        bi.nlist = m->nlist.data();
+        bi.nnei = width;
+        bi.aparam = info.dim_aparam > 0 ? in->aparam + size_t(s0) * info.dim_aparam : nullptr;
+        dpmd::BackendOutput bo;
+        bo.force = m->c_force.data();
+        bo.atom_energy = out->atom_energy ? out->atom_energy + s0 : nullptr;
+        bo.atom_virial = out->atom_virial ? m->c_av.data() : nullptr;
+        run_backend(bo);
+        out->energy += bo.energy;
+        for (int c = 0; c < 9; ++c) out->virial[c] += bo.virial[c];
+        for (int k = 0; k < nall_c; ++k) {
+          const int j = ids[k];
+          for (int d = 0; d < 3; ++d) out->force[3 * j + d] += m->c_force[3 * k + d];
+          if (out->atom_virial)
+            for (int c = 0; c < 9; ++c) out->atom_virial[9 * size_t(j) + c] += m->c_av[9 * size_t(k) + c];
+          m->remap[j] = -1;
+        }
+      }
+    }
     if (m->profile) {
       m->ncalls++;
-      m->t_prep += std::chrono::duration<double>(t1 - t0).count();
-      m->t_backend += std::chrono::duration<double>(clock::now() - t1).count();
+      double total = std::chrono::duration<double>(clock::now() - t0).count();
+      m->t_prep += total - t_backend;
+      m->t_backend += t_backend;
     }
-    out->energy = bo.energy;
-    std::copy(bo.virial, bo.virial + 9, out->virial);
     return 0;
   } catch (const std::exception& e) {
     set_error(e.what());

@@ -65,11 +65,17 @@ def test_entry_point_autoload(plugin_dir, model_pth, tmp_path):
 
 
 # ---------------------------------------------------------------- exactness
-@pytest.mark.parametrize("triclinic", [False, True], ids=["ortho", "triclinic"])
-def test_matches_deeppot(model_pth, lmp_env, tmp_path, triclinic):
+@pytest.mark.parametrize("triclinic,chunk", [(False, None), (True, None), (False, "0"),
+                                             (True, "17")],
+                         ids=["ortho", "triclinic", "ortho-nochunk", "triclinic-chunk17"])
+def test_matches_deeppot(model_pth, lmp_env, tmp_path, triclinic, chunk):
+    """chunk: DPMD_MD_CHUNK, local atoms per model call (the core splits bigger sets)."""
     spec = {"commands": setup_lines(model_pth, triclinic=triclinic),
             "computes_peratom": [["pea", 1], ["sa", 6]]}
-    res = run_driver(spec, tmp_path, lmp_env)
+    env = dict(lmp_env)
+    if chunk is not None:
+        env["DPMD_MD_CHUNK"] = chunk
+    res = run_driver(spec, tmp_path, env)
     e, f, v = deeppot_eval(model_pth, res)
     nat = res["natoms"]
     assert abs(res["pe"] - e) / nat <= 1e-10
