@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     ORTHO_BOX,
     TRICLINIC_BOX,
     as_float32,

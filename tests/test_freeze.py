@@ -8,7 +8,7 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     ORTHO_BOX,
     TRICLINIC_BOX,
     as_float32,

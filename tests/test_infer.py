@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ORTHO_BOX, TRICLINIC_BOX, assert_close, make_model, random_frames
+from helpers import ORTHO_BOX, TRICLINIC_BOX, assert_close, make_model, random_frames
 
 from deepmd_md import keys
 from deepmd_md.backends.numpy import reference

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     ORTHO_BOX,
     RCUT,
     RCUT_SMTH,

@@ -9,7 +9,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     make_model,
     read_lcurve,
     teacher_system,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_model, random_frames
+from helpers import make_model, random_frames
 
 from deepmd_md import keys
 from deepmd_md.model.frames import frame_atom_energy, prepare_frames, trim_nlist

@@ -17,11 +17,14 @@ def init_params(cfg: dict, dim_in: int, ntypes: int, rng: np.random.Generator, d
     }
 
 
-def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None):
+def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None,
+                  static_shapes: bool = False):
     """desc: [nf, nloc, d]; atype: [nf, nloc]; bias: [nt] -> atomic energy [nf, nloc].
 
     type_split: atoms per type when atoms are sorted by type (static); then each type's net
-    sees only its own atoms. Otherwise every net runs on all atoms and a mask picks (nt x work).
+    sees only its own atoms. Otherwise, where shapes may depend on data, each net runs on the
+    rows of its type; under static_shapes (jax.jit, torch.export) every net runs on all atoms
+    and a mask picks (nt x the work).
     """
     xp = array_namespace(desc)
     act = cfg["activation_function"]
@@ -35,7 +38,7 @@ def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None):
             parts.append(apply_net(params[f"t{t}"], d, act, embedding=False,
                                    final_linear=True)[..., 0])
         return out + xp.concat(parts, axis=1)
-    if not is_jax_namespace(xp):  # data-dependent shapes allowed: each net sees only its atoms
+    if not (static_shapes or is_jax_namespace(xp)):  # data-dependent shapes allowed: each net sees only its atoms
         return out + _by_type_gather(params, desc, atype, act, bias.shape[0])
     for t in range(bias.shape[0]):  # static shapes (jax.jit): every net on all atoms, masked
         e = apply_net(params[f"t{t}"], desc, act, embedding=False, final_linear=True)[..., 0]
