@@ -140,7 +140,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="frozen .pth/.pt2 (default: random-init model of the example size)")
     ap.add_argument("--config", default=str(REPO / "examples" / "water" / "se_e2_a" / "input.json"))
-    ap.add_argument("--sizes", type=int, nargs="+", default=[192, 1536, 12288])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[192, 1536, 12288])
     ap.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="RANKSxTHREADS")
     ap.add_argument("--steps", type=float, default=3.0e5, help="atom-steps per measured run")
     ap.add_argument("--dp-venv", help="venv with deepmd-kit's lmp, to run the same inputs beside")
@@ -158,7 +158,7 @@ def main():
     nnei = sum(cfg["descriptor"]["sel"])
     fl = flops_per_atom(cfg, nnei)
     print(f"model {model}; FLOP estimate {fl / 1e6:.2f} MFLOP/atom/step (sel {nnei}, fwd+bwd)")
-    g1, g2 = dgemm_gflops(1), dgemm_gflops(2)
+    g1, g2 = (dgemm_gflops(1), dgemm_gflops(2)) if args.sizes else (1.0, 1.0)
     print(f"fp64 GEMM (torch, 2000^3): {g1:.1f} GFLOPS on 1 thread, {g2:.1f} on 2 -> compute-bound "
           f"limit {fl / (g2 * 1e9) * 1e6:.1f} us/step/atom on 2 cores")
     results = []

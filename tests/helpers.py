@@ -1,7 +1,7 @@
 """Shared helpers of the model, backend, freeze, training, CLI and inference tests.
 
-Importable as `from helpers import ...`; tests/conftest.py puts this folder and the repo root
-too, so the tests run whether or not deepmd_md is pip-installed).
+Importable as `from helpers import ...`; tests/conftest.py puts this folder and the repo root on
+sys.path, so the tests run whether or not deepmd_md is pip-installed.
 
 Conventions: models are tiny (embedding [4, 8], axis_neuron 4, fitting [8, 8]), float64 unless a
 test says otherwise, with random non-trivial statistics (davg, dstd, bias) so the normalisation
