@@ -126,9 +126,9 @@ def nve_drift(lmp: str, model: str, steps: int) -> None:
                            cwd=tmp, env=env, capture_output=True, text=True, check=True)
     import numpy as np
 
-    rows = [ln.split() for ln in p.stdout.splitlines()]
-    data = np.array([[float(r[0]), float(r[1])] for r in rows
-                     if len(r) == 2 and r[0].isdigit()])
+    body = p.stdout.split("TotEng", 1)[1].split("Loop time", 1)[0]
+    data = np.array([[float(r[0]), float(r[1])] for r in (ln.split() for ln in body.splitlines())
+                     if len(r) == 2])
     t_ps = data[:, 0] * 0.0005
     e = data[:, 1] / 192 * 1000  # meV/atom
     slope = np.polyfit(t_ps, e, 1)[0]
@@ -159,10 +159,12 @@ def main():
     fl = flops_per_atom(cfg, nnei)
     print(f"model {model}; FLOP estimate {fl / 1e6:.2f} MFLOP/atom/step (sel {nnei}, fwd+bwd)")
     g1, g2 = (dgemm_gflops(1), dgemm_gflops(2)) if args.sizes else (1.0, 1.0)
-    print(f"fp64 GEMM (torch, 2000^3): {g1:.1f} GFLOPS on 1 thread, {g2:.1f} on 2 -> compute-bound "
+    if args.sizes:
+        print(f"fp64 GEMM (torch, 2000^3): {g1:.1f} GFLOPS on 1 thread, {g2:.1f} on 2 -> compute-bound "
           f"limit {fl / (g2 * 1e9) * 1e6:.1f} us/step/atom on 2 cores")
     results = []
-    print(f"{'code':10s} {'atoms':>6s} {'layout':>6s} {'us/step/atom':>13s} {'GFLOPS':>7s} "
+    if args.sizes:
+        print(f"{'code':10s} {'atoms':>6s} {'layout':>6s} {'us/step/atom':>13s} {'GFLOPS':>7s} "
           f"{'Pair%':>6s} {'core ms':>8s} {'model ms':>9s}")
     for n in args.sizes:
         rep = REPLICATE[n]
@@ -189,8 +191,9 @@ def main():
             print(f"per-atom cost ratio 12288/1536 ({lay}): "
                   f"{by[('deepmd_md', 12288, lay)] / by[('deepmd_md', 1536, lay)]:.3f}")
     for n in args.sizes:
-        if ("deepmd_md", n, "2x1") in by and ("deepmd_md", n, "1x2") in by:
-            pass
+        if ("deepmd_md", n, "2x1") in by and ("deepmd_md", n, "1x1") in by:
+            print(f"2-rank parallel efficiency at {n} atoms: "
+                  f"{by[('deepmd_md', n, '1x1')] / (2 * by[('deepmd_md', n, '2x1')]):.2f}")
     if args.nve:
         nve_drift(lmp, model, args.nve)
     if args.json:
