@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--backends", nargs="+", default=["torch", "jax"])
     ap.add_argument("--dp-venv", type=Path, help="a venv with deepmd-kit 3.2 (baseline)")
+    ap.add_argument("--dp-frameworks", nargs="+", default=["tf"], help="tf and/or pt")
     ap.add_argument("--threads", default="2")
     args = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=args.threads, PYTHONPATH=str(ROOT),
@@ -79,7 +80,7 @@ def main():
     rows = {}
     try:
         if args.dp_venv:
-            for fw in ("tf", "pt"):
+            for fw in args.dp_frameworks:
                 rows[f"deepmd-kit {fw}"] = deepmd_kit(tmp, args.dp_venv, fw, args.steps, env)
                 print(rows[f"deepmd-kit {fw}"], flush=True)
         for b in args.backends:

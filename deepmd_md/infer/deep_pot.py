@@ -98,7 +98,7 @@ class DeepPot:
         return tuple(np.asarray(r, dtype=np.float64) for r in res)
 
     def _check(self, coord, box, atype):
-        coord = np.asarray(coord, dtype=np.float64)
+        coord = np.array(coord, dtype=np.float64)  # a private, writable copy
         nf = coord.shape[0]
         coord = coord.reshape(nf, -1, 3)
         nat = coord.shape[1]
