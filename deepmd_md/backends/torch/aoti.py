@@ -1,0 +1,118 @@
+"""Freeze to an AOTInductor package `.pt2` (compiled C++ for this CPU's ISA).
+
+The shared model math is traced symbolically (make_fx, forces by autograd inside the trace),
+exported with dynamic nall/nloc/nnei and compiled. Contract (docs/lammps.md): positional inputs
+(coord [1, nall, 3] f64, atype [1, nall] i64, nlist [1, nloc, nnei] i64, raw), outputs
+(atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
+extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`.
+
+Sizes must stay symbolic through make_fx: a size read as a Python int anywhere in the traced
+code fixes it to the example's value (see _SymbolicSafe, and _check_not_specialised, which
+refuses such a trace instead of compiling a package that only fits the example).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from deepmd_md.backends.torch.adapter import asarray
+from deepmd_md.backends.torch.freeze import metadata
+from deepmd_md.model.model import atomic_outputs, sel_of
+from deepmd_md.serialize import atomic_write
+
+
+class _SymbolicSafe(TorchFunctionMode):
+    """Reroutes torch calls whose composite kernels specialise symbolic sizes during make_fx.
+
+    torch.take_along_dim (array_api_compat's take_along_axis, used by env.format_nlist) is
+    CompositeImplicit: its C++ kernel reads self.sizes() as plain ints (and wraps indices by the
+    traced size), which guards nloc and nnei to the example's values. aten.gather, to which it
+    reduces, is traced symbolically."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.take_along_dim, torch.Tensor.take_along_dim):
+            return _take_along_dim(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def _take_along_dim(x, indices, dim=None):
+    if dim is None:
+        return torch.gather(x.reshape(-1), 0, indices.reshape(-1))
+    dim = dim % x.ndim
+    lead = torch.broadcast_shapes(x.shape[:dim] + (1,) + x.shape[dim + 1:],
+                                  indices.shape[:dim] + (1,) + indices.shape[dim + 1:])
+    x = x.expand(lead[:dim] + (x.shape[dim],) + lead[dim + 1:])
+    indices = indices.expand(lead[:dim] + (indices.shape[dim],) + lead[dim + 1:])
+    return torch.gather(x, dim, indices)
+
+
+def _lower_fn(data: dict):
+    cfg = data["config"]
+    params, buffers = asarray(data["params"]), asarray(data["buffers"])
+    pad_w = max(sel_of(cfg))
+
+    def fn(coord, atype, nlist):
+        # a fixed pad keeps nnei >= max(sel) for the selection, whatever the engine passes
+        pad = torch.full((nlist.shape[0], nlist.shape[1], pad_w), -1, dtype=nlist.dtype)
+        nl = torch.cat([nlist, pad], dim=2)
+        x = coord.detach().requires_grad_(True)
+        with _SymbolicSafe():
+            ae = atomic_outputs(cfg, params, buffers, x, atype, nl, raw_nlist=True,
+                                static_shapes=True)["energy"].to(torch.float64)
+        (g,) = torch.autograd.grad(ae.sum(), [x])
+        force = -g
+        av = x.unsqueeze(-1) * force.unsqueeze(-2)
+        nf = coord.shape[0]
+        return (ae, ae.sum(-1), force, av.sum(1).reshape(nf, 9), av.reshape(nf, -1, 9))
+
+    return fn
+
+
+def _check_not_specialised(gm, dims: dict) -> None:
+    """Fail if tracing fixed a dynamic size to the example's value (a size read as a Python
+    int somewhere in the model code): the graph would silently hold that constant.
+    dims: name -> (input index, axis)."""
+    vals = [n.meta.get("val") for n in gm.graph.nodes if n.op == "placeholder"]
+    shape_env = getattr(getattr(vals[0], "fake_mode", None), "shape_env", None)
+    if shape_env is None or not hasattr(shape_env, "replace"):
+        return  # no symbolic shape environment to inspect (other torch versions)
+    fixed = [f"{name}={int(e)}" for name, (i, ax) in dims.items()
+             if (e := shape_env.replace(vals[i].shape[ax].node.expr)).is_number]
+    if fixed:
+        raise RuntimeError(f"cannot export a .pt2: tracing specialised {', '.join(fixed)} "
+                           "(run with TORCH_LOGS=+dynamic to see where)")
+
+
+def freeze_pt2(data: dict, path: str) -> None:
+    """Export and compile `data` to an AOTInductor package at `path` (atomically)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    fn = _lower_fn(data)
+    g = torch.Generator().manual_seed(0)
+    ntypes = len(data["config"]["type_map"])
+    nall, nloc, nnei = 17, 7, 11
+    coord = torch.rand(1, nall, 3, generator=g, dtype=torch.float64) * 3.0
+    atype = torch.arange(nall).remainder(ntypes).reshape(1, nall)
+    nlist = torch.randint(-1, nall, (1, nloc, nnei), generator=g)
+    gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(coord, atype, nlist)
+    _check_not_specialised(gm, {"nall": (0, 1), "nloc": (2, 1), "nnei": (2, 2)})
+    dall = torch.export.Dim("nall", min=1)
+    dloc = torch.export.Dim("nloc", min=1)
+    dnei = torch.export.Dim("nnei", min=1)
+    ep = torch.export.export(gm, (coord, atype, nlist),
+                             dynamic_shapes=({1: dall}, {1: dall}, {1: dloc, 2: dnei}))
+    meta = dict(metadata(data), format="deepmd_md.pt2")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "model.pt2")
+        torch._inductor.aoti_compile_and_package(
+            ep, package_path=out,
+            inductor_configs={"aot_inductor.metadata": {"deepmd_md.metadata": json.dumps(meta)}})
+        with open(out, "rb") as f:
+            blob = f.read()
+    atomic_write(path, lambda tmp: open(tmp, "wb").write(blob))

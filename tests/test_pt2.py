@@ -1,0 +1,120 @@
+"""`.pt2` (AOTInductor) freeze: one package serves any nall, nloc and raw nlist width, and
+matches the NumPy reference; its metadata is readable (contract in docs/lammps.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from helpers import ORTHO_BOX, assert_close, make_model, random_frames, run_dpmd
+
+from deepmd_md.backends.numpy import reference
+from deepmd_md.data.neighbor import extend_coord, neighbor_candidates
+from deepmd_md.model.model import rcut_of, sel_of
+
+torch = pytest.importorskip("torch")
+
+TOL = 1e-10
+META_KEY = "deepmd_md.metadata"
+
+
+def _aoti_unavailable() -> str | None:
+    """Why AOTInductor cannot compile here (None if it can)."""
+    try:
+        import torch._inductor
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        torch._inductor.aoti_compile_and_package  # noqa: B018
+        torch._inductor.aoti_load_package  # noqa: B018
+        cxx = get_cpp_compiler()
+    except Exception as e:  # noqa: BLE001 - any failure means no AOTInductor build here
+        return f"AOTInductor unavailable in torch {torch.__version__}: {e!r}"
+    if shutil.which(cxx) is None and not os.path.exists(cxx):
+        return f"AOTInductor's C++ compiler {cxx!r} is not installed"
+    return None
+
+
+_WHY_NOT = _aoti_unavailable()
+pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=str(_WHY_NOT))
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory):
+    """(model data, loaded package): frozen once for the module (compilation takes ~1 min)
+    through the CLI, `dpmd freeze -c model.ckpt.dp -o model.pt2` (freeze_pt2), end to end."""
+    from deepmd_md.serialize import save_dp
+
+    data = make_model()
+    tmp = tmp_path_factory.mktemp("pt2")
+    save_dp(data, str(tmp / "model.ckpt.dp"))
+    r = run_dpmd("freeze", "-c", "model.ckpt.dp", "-o", "model.pt2", cwd=tmp, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in tmp.iterdir()) == ["model.ckpt.dp", "model.pt2"]
+    return data, torch._inductor.aoti_load_package(str(tmp / "model.pt2"))
+
+
+def _shuffled(nlist, seed, extra=0):
+    """The same candidates in a random order per atom, with `extra` -1 slots mixed in."""
+    rng = np.random.default_rng(seed)
+    nf, nloc, w = nlist.shape
+    out = np.concatenate([nlist, np.full((nf, nloc, extra), -1, nlist.dtype)], axis=-1)
+    for f in range(nf):
+        for i in range(nloc):
+            out[f, i] = rng.permutation(out[f, i])
+    return out
+
+
+def _run(pkg, ext, eatype, nlist):
+    outs = pkg(torch.tensor(ext), torch.tensor(eatype), torch.tensor(nlist))
+    return [o.detach().numpy() for o in outs]
+
+
+# nat, box, how the raw list is laid out; the first has fewer candidates per atom than max(sel)
+CASES = [
+    (12, np.diag([8.0, 8.5, 9.0]).ravel(), "nearest-first"),
+    (20, ORTHO_BOX, "shuffled+padded"),
+    (1, None, "isolated"),  # nall = nloc = 1 and a single empty slot (the core's minimum)
+]
+
+
+@pytest.mark.parametrize("nat,box,layout", CASES, ids=[c[2] for c in CASES])
+def test_pt2_matches_reference(frozen, nat, box, layout):
+    data, pkg = frozen
+    rcut = rcut_of(data["config"])
+    coord, atype, boxes = random_frames(nat, box, seed=nat)
+    ext, eatype, mapping, _ = extend_coord(coord, atype, boxes, rcut)
+    nlist = neighbor_candidates(ext, nat, rcut)
+    if layout == "shuffled+padded":
+        nlist = _shuffled(nlist, seed=nat, extra=7)
+    elif layout == "isolated":
+        nlist = np.full((1, 1, 1), -1, np.int64)
+    else:
+        assert nlist.shape[2] < max(sel_of(data["config"])), "case meant to be narrow"
+    ae, e, ext_force, virial, ext_virial = _run(pkg, ext, eatype, nlist)
+    nall = ext.shape[1]
+    assert (ae.shape, e.shape, ext_force.shape, virial.shape, ext_virial.shape) == (
+        (1, nat), (1,), (1, nall, 3), (1, 9), (1, nall, 9))
+    ref = reference.evaluate(data, coord, atype, boxes)
+    force = np.zeros((1, nat, 3))
+    np.add.at(force[0], mapping[0], ext_force[0])
+    assert_close(ae, ref["atom_energy"], TOL, "atom_energy")
+    assert_close(e, ref["energy"], TOL, "energy")
+    assert_close(force, ref["force"], TOL, "force")
+    assert_close(virial, ref["virial"], TOL, "virial")
+    assert_close(ext_virial.sum(1), virial, TOL, "extended_virial sums to virial")
+
+
+def test_pt2_metadata(frozen):
+    data, pkg = frozen
+    meta = json.loads(pkg.get_metadata()[META_KEY])
+    cfg = data["config"]
+    assert meta["format"] == "deepmd_md.pt2"
+    assert meta["type_map"] == cfg["type_map"]
+    assert meta["rcut"] == rcut_of(cfg)
+    assert meta["sel"] == sel_of(cfg) and meta["nnei"] == sum(sel_of(cfg))
+    assert meta["precision"] == "float64"
+    assert meta["outputs"]["energy"] == {"reducible": True, "r_differentiable": True,
+                                         "c_differentiable": True}
