@@ -338,7 +338,8 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
       t_backend += std::chrono::duration<double>(clock::now() - tb).count();
     };
 
-    const int chunk = m->chunk;
+    // message-passing models need every ghost (neighbors of neighbors): no chunking
+    const int chunk = info.message_passing ? 0 : m->chunk;
     if (chunk <= 0 || nloc <= chunk) {
       // one call over all local + ghost atoms
       const int nnei = std::max(maxn, 1);
