@@ -53,10 +53,10 @@ def flops_per_atom(model_cfg: dict, nnei: int) -> float:
     """Multiply-add estimate of se_e2_a + energy fitting, forward + backward (x3)."""
     d = model_cfg["descriptor"]
     emb = [1] + list(d["neuron"])
-    m_emb = sum(a * b for a, b in zip(emb[:-1], emb[1:]))
+    m_emb = sum(a * b for a, b in zip(emb[:-1], emb[1:], strict=True))
     m1, m2 = emb[-1], d.get("axis_neuron", 4)
     fit = [m1 * m2] + list(model_cfg["fitting_net"]["neuron"]) + [1]
-    m_fit = sum(a * b for a, b in zip(fit[:-1], fit[1:]))
+    m_fit = sum(a * b for a, b in zip(fit[:-1], fit[1:], strict=True))
     macs = nnei * m_emb + nnei * 4 * m1 + 4 * m1 * m2 + m_fit
     return 3 * 2 * macs
 
@@ -110,8 +110,9 @@ def run(lmp: str, inp: str, ranks: int, threads: int, env_extra=None, timeout=36
 
 
 def dgemm_gflops(threads: int) -> float:
-    code = ("import torch,time;torch.set_num_threads(%d);a=torch.rand(2000,2000,dtype=torch.float64);"
-            "a@a;t=time.time();[a@a for _ in range(5)];print(5*2*2000**3/(time.time()-t)/1e9)") % threads
+    code = (f"import torch,time;torch.set_num_threads({threads});"
+            "a=torch.rand(2000,2000,dtype=torch.float64);"
+            "a@a;t=time.time();[a@a for _ in range(5)];print(5*2*2000**3/(time.time()-t)/1e9)")
     return float(subprocess.check_output([sys.executable, "-c", code], text=True))
 
 

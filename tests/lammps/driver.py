@@ -9,9 +9,8 @@ spec: {"commands": [...LAMMPS input lines...], "steps": int (thermo every step),
 import json
 import sys
 
-from mpi4py import MPI  # noqa: F401  (before lammps, as LAMMPS requires under MPI)
-
 import numpy as np
+from mpi4py import MPI  # noqa: F401  (before lammps, as LAMMPS requires under MPI)
 
 from deepmd_md.lmp import lammps
 

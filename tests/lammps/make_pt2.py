@@ -9,9 +9,8 @@ import json
 import sys
 
 import torch
-from torch.fx.experimental.proxy_tensor import make_fx
-
 from mock_model import MockPot, save_mock
+from torch.fx.experimental.proxy_tensor import make_fx
 
 TYPE_MAP = ["O", "H"]
 RCUT = 4.0

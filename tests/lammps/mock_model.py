@@ -11,7 +11,6 @@ contract tests (e.g. a model whose metadata asks for a larger ghost cutoff).
 from __future__ import annotations
 
 import json
-from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -31,7 +30,6 @@ class MockPot(torch.nn.Module):
     @torch.jit.export
     def atom_energy_lower(self, coord: torch.Tensor, atype: torch.Tensor, nlist: torch.Tensor):
         nf, nloc, nnei = nlist.shape
-        nall = coord.shape[1]
         mask = nlist >= 0
         idx = torch.where(mask, nlist, torch.zeros_like(nlist))
         cj = torch.gather(coord, 1, idx.view(nf, nloc * nnei, 1).expand(nf, nloc * nnei, 3))
@@ -56,11 +54,11 @@ class MockPot(torch.nn.Module):
         extended_coord: torch.Tensor,
         extended_atype: torch.Tensor,
         nlist: torch.Tensor,
-        mapping: Optional[torch.Tensor] = None,
-        fparam: Optional[torch.Tensor] = None,
-        aparam: Optional[torch.Tensor] = None,
+        mapping: torch.Tensor | None = None,
+        fparam: torch.Tensor | None = None,
+        aparam: torch.Tensor | None = None,
         do_atomic_virial: bool = False,
-    ) -> Dict[str, torch.Tensor]:
+    ) -> dict[str, torch.Tensor]:
         coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
         ae = self.atom_energy_lower(coord, extended_atype, nlist)
         e = ae.sum(-1)
@@ -69,7 +67,7 @@ class MockPot(torch.nn.Module):
         assert g is not None
         f = -g
         av = (coord.unsqueeze(-1) * f.unsqueeze(-2)).reshape(f.shape[0], f.shape[1], 9)
-        out: Dict[str, torch.Tensor] = {
+        out: dict[str, torch.Tensor] = {
             "atom_energy": ae.detach(),
             "energy": e.detach(),
             "extended_force": f.detach(),
@@ -79,7 +77,7 @@ class MockPot(torch.nn.Module):
             out["extended_virial"] = av.detach()
         return out
 
-    def forward(self, coord: torch.Tensor, atype: torch.Tensor, box: Optional[torch.Tensor] = None):
+    def forward(self, coord: torch.Tensor, atype: torch.Tensor, box: torch.Tensor | None = None):
         return self.forward_lower(
             coord, atype, torch.zeros(1, 1, 1, dtype=torch.long), None, None, None, False
         )

@@ -9,9 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-
-from conftest import (BIN, REPO, WATER_LMP, edit_metadata, lmp_box, run_driver, run_lmp,
-                      water_types)
+from lammps_helpers import BIN, REPO, WATER_LMP, edit_metadata, lmp_box, run_driver, run_lmp, water_types
 
 VOIGT = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])  # LAMMPS xx yy zz xy xz yz
 
@@ -169,7 +167,8 @@ def test_model_deviation_file(model_pair, lmp_env, tmp_path, variant):
     # positions at each output step from the dump
     frames = (tmp_path / "traj.dump").read_text().split("ITEM: TIMESTEP")[1:]
     box = lmp_box(res)
-    for fr, row in zip(frames, rows):
+    assert len(frames) == len(rows)
+    for fr, row in zip(frames, rows, strict=True):
         lines_ = fr.strip().splitlines()
         assert int(lines_[0]) == int(row[0])
         x = np.loadtxt(lines_[8:])[:, 1:]

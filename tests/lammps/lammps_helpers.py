@@ -1,0 +1,113 @@
+"""Helpers of the LAMMPS plugin tests (a uniquely named module: several conftest.py files
+in one session would shadow each other when imported by name)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+WATER_LMP = REPO / "examples" / "md" / "water" / "water.lmp"
+WATER_DATA = REPO / "examples" / "water" / "data"
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+def plugin_dir_or_reason():
+    try:
+        from deepmd_md.lmp import PLUGIN_NAME, plugin_dir
+    except Exception as e:  # pragma: no cover
+        return None, f"deepmd_md.lmp not importable: {e}"
+    d = plugin_dir()
+    if not (Path(d) / PLUGIN_NAME).is_file():
+        return None, (f"LAMMPS plugin not built ({PLUGIN_NAME} not in {d}); "
+                      "run `pip install --no-build-isolation -e .`")
+    return d, ""
+
+
+def run_lmp(inp: str, cwd, env, np_: int = 1, timeout: int = 120, args=()):
+    """Run the environment's `lmp` (under `mpirun -np N` when N > 1) on an input text."""
+    cwd = Path(cwd)
+    (cwd / "in.test").write_text(inp)
+    cmd = [str(BIN / "lmp"), "-in", "in.test", "-log", "log.lammps", *args]
+    if np_ > 1:
+        cmd = [str(BIN / "mpirun"), "-np", str(np_), *cmd]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_driver(spec: dict, cwd, env, np_: int = 1, timeout: int = 180) -> dict:
+    """Run tests/lammps/driver.py (LAMMPS through its Python module) and return its JSON."""
+    cwd = Path(cwd)
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "spec.json").write_text(json.dumps(spec))
+    cmd = [sys.executable, str(HERE / "driver.py"), "spec.json", "out.json"]
+    if np_ > 1:
+        cmd = [str(BIN / "mpirun"), "-np", str(np_), *cmd]
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"driver failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return json.loads((cwd / "out.json").read_text())
+
+
+SMALL_MODEL = {
+    "type_map": ["O", "H"],
+    "descriptor": {"type": "se_e2_a", "sel": [46, 92], "rcut": 6.0, "rcut_smth": 0.5,
+                   "neuron": [4, 8], "axis_neuron": 4, "seed": 1},
+    "fitting_net": {"neuron": [16, 16], "seed": 1},
+}
+
+
+def train_small(workdir: Path, numb_steps: int = 100) -> Path:
+    """Train the small water model a few steps (realistic scales) and freeze it to .pth."""
+    from deepmd_md.backends.torch.freeze import freeze_pth
+    from deepmd_md.config import normalize
+    from deepmd_md.serialize import load_dp
+    from deepmd_md.train.trainer import train
+
+    inp = {
+        "model": SMALL_MODEL,
+        "learning_rate": {"start_lr": 0.005, "decay_steps": 50, "stop_lr": 1e-4},
+        "loss": {"start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000, "limit_pref_f": 1},
+        "training": {"training_data": {"systems": [str(WATER_DATA / f"data_{i}") for i in range(3)],
+                                       "batch_size": 1},
+                     "numb_steps": numb_steps, "seed": 1, "disp_freq": numb_steps,
+                     "save_freq": numb_steps, "save_ckpt": str(workdir / "model.ckpt"),
+                     "disp_file": str(workdir / "lcurve.out")},
+    }
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        ckpt = train(normalize(inp), progress=False)
+    finally:
+        os.chdir(cwd)
+    data = load_dp(ckpt)
+    out = workdir / "model.pth"
+    freeze_pth(data, str(out))
+    return out
+
+
+def edit_metadata(src: Path, dst: Path, **changes) -> Path:
+    """Copy a frozen .pth, changing keys of its metadata.json (contract tests of the plugin)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            buf = zin.read(item.filename)
+            if item.filename.endswith("extra/metadata.json"):
+                meta = json.loads(buf)
+                meta.update(changes)
+                buf = json.dumps(meta).encode()
+            zout.writestr(item, buf)
+    return dst
+
+
+def water_types() -> np.ndarray:
+    return np.loadtxt(WATER_LMP, skiprows=10, usecols=1).astype(int) - 1
+
+
+def lmp_box(res: dict) -> np.ndarray:
+    lx, ly, lz, xy, xz, yz = res["box"]
+    return np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]])
