@@ -80,7 +80,7 @@ def test_training_reduces_the_loss(tmp_path, teacher):
     init, init_path = start_model(tmp_path)
     inp = train_input([teacher], tmp_path, numb_steps=30, save_freq=30)
     inp["model"] = copy.deepcopy(init["config"])
-    inp["learning_rate"].update(start_lr=1e-2, stop_lr=1e-3, decay_steps=1000)
+    inp["learning_rate"].update(start_lr=1e-2, stop_lr=1e-2, decay_steps=1000)
     inp["training"]["training_data"]["batch_size"] = 4  # every frame, every step
     last = run(inp, init_model_path=str(init_path))
     names, lc = read_lcurve(tmp_path / "lcurve.out")
@@ -115,7 +115,7 @@ def test_restart_equals_uninterrupted(tmp_path, teacher, mode):
     def inp_for(d, steps):
         inp = train_input([teacher], d, numb_steps=steps, save_freq=n, validation=[teacher])
         if mode == "separate-run":
-            inp["learning_rate"].update(decay_steps=1000)
+            inp["learning_rate"].update(stop_lr=inp["learning_rate"]["start_lr"])  # constant
         return inp
 
     run(inp_for(ref_dir, 2 * n))
@@ -250,6 +250,18 @@ def test_torch_and_jax_take_the_same_steps(tmp_path, teacher):
 
 
 # -- documented keys that change the result must not be silently ignored -------------------------
+
+
+def test_decay_steps_beyond_numb_steps_still_decays():
+    """DeePMD-kit replaces a decay_steps >= numb_steps (which would never decay) by
+    numb_steps // 100 + 1 (or 100): the lr still reaches stop_lr at numb_steps."""
+    from deepmd_md.train.loss import exp_lr
+
+    inp = train_input(["unused"], ".", numb_steps=1000)
+    inp["learning_rate"].update(start_lr=1e-3, stop_lr=3.51e-8, decay_steps=5000)
+    lr = exp_lr(normalize(inp)["learning_rate"], 1000)
+    assert lr(10) == 1e-3 and lr(11) < 1e-3  # 1000 // 100 + 1 = 11 steps per decay
+    assert 3.51e-8 <= lr(1000) < 3.51e-8 / lr(11) * lr(0)  # within one decay of stop_lr
 
 
 def test_decay_rate_is_honoured():

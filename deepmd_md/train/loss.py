@@ -11,10 +11,14 @@ from deepmd_md import keys
 
 def exp_lr(cfg: dict, numb_steps: int):
     """DeePMD's exponential decay: lr(t) = start_lr * r^(floor(t / decay_steps)), with r chosen so
-    that lr(numb_steps) = stop_lr, unless decay_rate is given. Returns a function step -> lr."""
+    that lr(numb_steps) = stop_lr, unless decay_rate is given. A decay_steps that is not smaller
+    than numb_steps would never decay; as DeePMD-kit does, it is then replaced by
+    100 (numb_steps // 10 > 100) or numb_steps // 100 + 1. Returns a function step -> lr."""
     start, stop, dsteps = cfg["start_lr"], cfg["stop_lr"], cfg["decay_steps"]
-    dsteps = max(1, min(dsteps, numb_steps))
-    rate = cfg.get("decay_rate") or (stop / start) ** (dsteps / max(numb_steps, 1))
+    numb_steps = max(numb_steps, 1)
+    if dsteps >= numb_steps:
+        dsteps = 100 if numb_steps // 10 > 100 else numb_steps // 100 + 1
+    rate = cfg.get("decay_rate") or (stop / start) ** (dsteps / numb_steps)
 
     def lr(step: int) -> float:
         return start * rate ** (step // dsteps)
