@@ -38,7 +38,7 @@ def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None,
             parts.append(apply_net(params[f"t{t}"], d, act, embedding=False,
                                    final_linear=True)[..., 0])
         return out + xp.concat(parts, axis=1)
-    if not (static_shapes or is_jax_namespace(xp)):  # data-dependent shapes allowed: each net sees only its atoms
+    if not (static_shapes or is_jax_namespace(xp)):  # dynamic shapes: each net sees its own atoms
         return out + _by_type_gather(params, desc, atype, act, bias.shape[0])
     for t in range(bias.shape[0]):  # static shapes (jax.jit): every net on all atoms, masked
         e = apply_net(params[f"t{t}"], desc, act, embedding=False, final_linear=True)[..., 0]
