@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+KEEP: Path | None = None  # --keep: where the frozen models are copied (for lammps_speed.py)
 EXAMPLE = ROOT / "examples" / "water"
 
 
@@ -48,6 +49,8 @@ def ours(tmp: Path, backend: str, steps: int, env) -> dict:
     per = float(re.search(r"average training time: ([0-9.]+) s/step", out).group(1))
     res = json.loads(_run(dpmd + ["test", "-m", f"model.ckpt-{steps}.ckpt", "-s", "../data/data_3",
                                   "--json", "-b", backend], d, env))["weighted"]
+    if KEEP:
+        _run(dpmd + ["freeze", "-o", str(KEEP / f"dpmd-{backend}.pth")], d, env)
     return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * res["energy_rmse_per_atom"],
             "f_rmse": res["force_rmse"]}
 
@@ -60,6 +63,8 @@ def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
     model = "frozen.pth" if fw == "pt" else "frozen.pb"
     _run([dp, f"--{fw}", "freeze", "-o", model], d, env)
     out = _run([dp, f"--{fw}", "test", "-m", model, "-s", "../data/data_3", "-n", "80"], d, env)
+    if KEEP:
+        shutil.copy(d / model, KEEP / f"dp-{fw}{Path(model).suffix}")
     e = float(re.search(r"Energy RMSE/Natoms\s*:\s*([0-9.eE+-]+)", out).group(1))
     f = float(re.search(r"Force\s+RMSE\s*:\s*([0-9.eE+-]+)", out).group(1))
     return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * e, "f_rmse": f}
@@ -72,7 +77,12 @@ def main():
     ap.add_argument("--dp-venv", type=Path, help="a venv with deepmd-kit 3.2 (baseline)")
     ap.add_argument("--dp-frameworks", nargs="+", default=["tf"], help="tf and/or pt")
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--keep", type=Path, help="copy the frozen models here")
     args = ap.parse_args()
+    global KEEP
+    KEEP = args.keep
+    if KEEP:
+        KEEP.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=args.threads, PYTHONPATH=str(ROOT),
                TF_INTRA_OP_PARALLELISM_THREADS=args.threads, TF_INTER_OP_PARALLELISM_THREADS="1",
                DP_INTRA_OP_PARALLELISM_THREADS=args.threads, DP_INTER_OP_PARALLELISM_THREADS="1")
