@@ -40,10 +40,11 @@ def _resolve_checkpoint(path: str) -> str:
 
 
 def freeze(args) -> int:
-    from deepmd_md.serialize import load_dp, save_dp
+    from deepmd_md.infer.deep_pot import load_model_data
+    from deepmd_md.serialize import save_dp
 
     ckpt = _resolve_checkpoint(args.checkpoint)
-    data = load_dp(ckpt)
+    data = load_model_data(ckpt)  # a checkpoint, a .dp, or a .pth (which carries its .dp)
     out = args.output
     if out.endswith(".pth"):
         from deepmd_md.backends.torch.freeze import freeze_pth

@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("freeze", help="freeze a checkpoint to .pth (TorchScript), .pt2 or .dp")
     f.add_argument("-c", "--checkpoint", default=".",
-                   help="checkpoint file, or a folder whose `checkpoint` file names the latest")
+                   help="checkpoint (or .dp/.pth model) file, or a folder whose `checkpoint` "
+                   "file names the latest")
     f.add_argument("-o", "--output", default="frozen_model.pth")
 
     s = sub.add_parser("test", help="energy/force/virial errors of a model on systems")
