@@ -29,6 +29,9 @@ def atomic_write(path: str, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is shared like any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
