@@ -26,7 +26,7 @@ quickstart: install
 	rm -rf $(QS) && mkdir -p $(QS)/se_e2_a
 	ln -s ../examples/water/data $(QS)/data
 	cp examples/water/se_e2_a/input.json $(QS)/se_e2_a/
-	cd $(QS)/se_e2_a && ../../$(BIN)/dpmd train input.json --numb-steps $(STEPS)
+	cd $(QS)/se_e2_a && OMP_NUM_THREADS=$$(nproc) ../../$(BIN)/dpmd train input.json --numb-steps $(STEPS)
 	cd $(QS)/se_e2_a && ../../$(BIN)/dpmd freeze -o ../frozen_model.pth
 	$(BIN)/dpmd test -m $(QS)/frozen_model.pth -s examples/water/data/data_3
 	cd examples/md/water && OMP_NUM_THREADS=1 ../../../$(BIN)/mpirun -np 2 ../../../$(BIN)/lmp \

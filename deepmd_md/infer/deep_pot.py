@@ -47,6 +47,9 @@ def _pth_extra(path: str):
     return module, data, json.loads(extra["metadata.json"])
 
 
+ATOMS_PER_CALL = 2048
+
+
 class DeepPot:
     """A potential: `DeepPot(path).eval(coord [nf, nat*3], box [nf, 9] | None, atype [nat])`."""
 
@@ -85,11 +88,18 @@ class DeepPot:
         """
         coord, box, atype = self._check(coord, box, atype)
         nf, nat = coord.shape[0], coord.shape[1]
-        prep = prepare_frames(self.config, coord, atype, box)  # also checks sel
-        if self._module is not None:
-            out = self._eval_pth(coord, atype, box)
-        else:
-            out = self._eval_data(coord, atype, box, prep, atomic)
+        # a few thousand atoms per call: memory stays bounded whatever nf is
+        step = max(1, ATOMS_PER_CALL // max(nat, 1))
+        parts = []
+        for i in range(0, nf, step):
+            sl = slice(i, i + step)
+            b = None if box is None else box[sl]
+            prep = prepare_frames(self.config, coord[sl], atype[sl], b)  # also checks sel
+            if self._module is not None:
+                parts.append(self._eval_pth(coord[sl], atype[sl], b))
+            else:
+                parts.append(self._eval_data(coord[sl], atype[sl], b, prep, atomic))
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         res = [out[keys.ENERGY].reshape(nf, 1), out[keys.FORCE].reshape(nf, nat, 3),
                out[keys.VIRIAL].reshape(nf, 9)]
         if atomic:
