@@ -1,5 +1,5 @@
-"""What every framework adapter shares: energy/force/virial from the strain trick, the training
-step (loss + Adam), written once against the array API. An adapter supplies only `grad`."""
+"""What every framework adapter shares, written once against the array API: the energy as a
+function of (coord, strain), and forces/virial from its two gradients. Adapters supply `grad`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from array_api_compat import array_namespace
 
 from deepmd_md import keys
 from deepmd_md.model.frames import frame_atom_energy
-from deepmd_md.train.loss import ener_loss
-from deepmd_md.train.optim import adam_update
-
-PREP_KEYS = (keys.MAPPING, keys.SHIFT, keys.EXT_ATYPE, keys.NLIST)
 
 
 def total_energy(config, params, buffers, coord, strain, prep):
@@ -30,13 +26,3 @@ def efv_from_grads(ae, g_coord, g_strain) -> dict:
         keys.FORCE: -g_coord,
         keys.VIRIAL: -xp.reshape(g_strain, (nf, 9)),
     }
-
-
-def loss_of(efv_fn, params, batch, prep, pref):
-    """Energy loss of one batch; efv_fn(params, coord, prep) -> predictions (differentiable)."""
-    pred = efv_fn(params, batch[keys.COORD], prep)
-    return ener_loss(pred, batch, pref)
-
-
-def apply_adam(params, grads, opt_state, lr):
-    return adam_update(params, grads, opt_state, lr)
