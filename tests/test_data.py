@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import h5py
@@ -200,14 +201,18 @@ def _systems():
 
 
 def test_sampler_reproducible():
+    """The generator state plus the sampler's (JSON) epoch state reproduce the batches."""
     sampler = DataSampler(_systems(), batch_size=3)
     rng = np.random.default_rng(7)
-    rng.random()
-    state = rng.bit_generator.state
+    for _ in range(4):
+        sampler.sample(rng)  # mid-epoch
+    state, sampler_state = rng.bit_generator.state, json.loads(json.dumps(sampler.state()))
     first = [sampler.sample(rng) for _ in range(5)]
     rng2 = np.random.default_rng(0)
     rng2.bit_generator.state = state
-    again = [sampler.sample(rng2) for _ in range(5)]
+    sampler2 = DataSampler(_systems(), batch_size=3)
+    sampler2.load_state(sampler_state)
+    again = [sampler2.sample(rng2) for _ in range(5)]
     for a, b in zip(first, again, strict=True):
         assert a[SYSTEM_INDEX][0] == b[SYSTEM_INDEX][0]
         np.testing.assert_array_equal(a[keys.COORD], b[keys.COORD])
@@ -218,6 +223,17 @@ def test_sampler_reproducible():
     assert b[keys.LABEL_VIRIAL].shape == (3, 9) and b[keys.FIND_VIRIAL] == 0.0
     s = sampler.systems[b[SYSTEM_INDEX][0]]
     np.testing.assert_array_equal(b[keys.LABEL_FORCE], s.force[b[FRAME_INDEX]])
+
+
+def test_sampler_walks_shuffled_epochs():
+    """Every frame once per epoch, a new order each epoch (DeePMD-kit's sampling)."""
+    sampler = DataSampler([load_system(WATER / "data_3")], batch_size=8)  # 80 frames
+    rng = np.random.default_rng(3)
+    epochs = [np.concatenate([sampler.sample(rng)[FRAME_INDEX] for _ in range(10)])
+              for _ in range(2)]
+    for e in epochs:
+        np.testing.assert_array_equal(np.sort(e), np.arange(80))
+    assert not np.array_equal(epochs[0], epochs[1])
 
 
 def test_iterate_frames():

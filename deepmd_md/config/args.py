@@ -34,6 +34,12 @@ def _check_neuron(value) -> str | None:
     return "every layer needs >= 1 neuron" if any(v < 1 for v in value) else None
 
 
+def _check_compile(value) -> str | None:
+    if value not in (True, False, "auto"):
+        return f"must be true, false or \"auto\", not {value!r}"
+    return None
+
+
 def _check_positive(value) -> str | None:
     return None if value is None or value > 0 else f"must be > 0, got {value}"
 
@@ -350,6 +356,10 @@ TRAINING = (
     Arg("save_ckpt", "str", "model.ckpt", "Checkpoint file prefix."),
     Arg("max_ckpt_keep", "int", 5, "Checkpoints kept (older ones are removed).",
         check=_check_positive),
+    Arg("compile", "bool|str", "auto", "deepmd_md: compile the whole training step (loss, "
+        "forces, gradients) with torch Inductor. About a minute per system shape on a cold "
+        "cache (cached on disk), then ~1.7x faster steps. \"auto\" compiles from "
+        "2000 remaining steps on. JAX always compiles (jit).", check=_check_compile),
     Arg("change_bias_after_training", "bool", False, "Refit the energy bias after training.",
         status=U),
     Arg("stat_file", "str|None", None, "File caching the data statistics.", status=IGN),

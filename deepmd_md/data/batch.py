@@ -1,8 +1,9 @@
 """Batch sizes, system probabilities and batches drawn from a list of systems.
 
-A batch holds frames of ONE system (systems differ in atom count), as DeePMD-kit does.
-All randomness comes from the `np.random.Generator` passed to `sample`, so saving
-`rng.bit_generator.state` in a checkpoint makes a restart draw the same batch sequence.
+A batch holds frames of ONE system (systems differ in atom count), as DeePMD-kit does, and each
+system is walked in shuffled epochs (every frame once per epoch). All randomness comes from the
+`np.random.Generator` passed to `sample`; `DataSampler.state()` (small: generator states and
+cursors) and `rng.bit_generator.state` in a checkpoint make a restart draw the same batches.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def make_batch(system: System, frames: np.ndarray, sys_index: int = 0) -> dict:
 
 
 class DataSampler:
-    """Draws training batches: pick a system by probability, then bs distinct frames of it.
+    """Draws training batches: pick a system by probability, then its next bs frames in a
+    shuffled epoch (DeePMD-kit's order: every frame once per epoch, reshuffled each epoch).
 
     systems: list of System (types already remapped to the model's type_map).
     batch_size: int, "auto", "auto:N" or a list with one per system.
@@ -167,18 +169,42 @@ class DataSampler:
         self.probs = system_probabilities(
             [s.nframes for s in self.systems], self.batch_sizes, sys_probs, auto_prob
         )
+        self._epochs: dict = {}  # system -> {"gen": bit-generator state, "cursor": next frame}
+        self._cache: dict = {}
 
     def sample(self, rng: np.random.Generator) -> dict:
-        """One batch (see make_batch) using only `rng` for randomness."""
+        """One batch (see make_batch) using only `rng` (and the epoch state) for randomness."""
         isys = int(rng.choice(len(self.systems), p=self.probs))
         system, bs = self.systems[isys], self.batch_sizes[isys]
         nf = system.nframes
-        if bs <= nf:
-            frames = rng.choice(nf, size=bs, replace=False)
-        else:  # more frames wanted than exist: whole permutations, then a partial one
+        if bs > nf:  # more frames wanted than exist: whole permutations, then a partial one
             reps = -(-bs // nf)
             frames = np.concatenate([rng.permutation(nf) for _ in range(reps)])[:bs]
+            return make_batch(system, frames, isys)
+        ep = self._epochs.get(isys)
+        if ep is None or ep["cursor"] + bs > nf:  # a new epoch (a short tail is skipped)
+            gen = np.random.default_rng(int(rng.integers(2**63)))
+            ep = self._epochs[isys] = {"gen": gen.bit_generator.state, "cursor": 0}
+        order = self._order(isys, ep)
+        frames = order[ep["cursor"] : ep["cursor"] + bs]
+        ep["cursor"] += bs
         return make_batch(system, frames, isys)
+
+    def _order(self, isys: int, ep: dict) -> np.ndarray:
+        """The epoch's frame order, regenerated from its generator state (cached)."""
+        key = (isys, str(ep["gen"]))
+        if self._cache.get(isys, (None,))[0] != key:
+            gen = np.random.default_rng()
+            gen.bit_generator.state = ep["gen"]
+            self._cache[isys] = (key, gen.permutation(self.systems[isys].nframes))
+        return self._cache[isys][1]
+
+    def state(self) -> dict:
+        """Epoch state per system (JSON-able), for checkpoints."""
+        return {str(i): dict(ep) for i, ep in self._epochs.items()}
+
+    def load_state(self, state: dict) -> None:
+        self._epochs = {int(i): dict(ep) for i, ep in state.items()}
 
 
 def iterate_frames(system: System, batch_size: int, sys_index: int = 0) -> Iterator[dict]:

@@ -110,30 +110,32 @@ def _empty_slot_term(cfg, net, stats, atype, act):
 
 
 def env_stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray:
-    """Sums for env-matrix statistics, per center type: [nt, 5] = (n, sum s, sum s^2, n_ang,
-    sum a^2) over every neighbor slot (empty slots count as 0), a = s x/r components."""
+    """Sums for env-matrix statistics, per center type: [nt, 6] = (n, sum s, sum s^2, n_ang,
+    sum a, sum a^2) over every neighbor slot (empty slots count as 0; pass the nlist at its full
+    sel width), a = s x/r components."""
     env = np.asarray(env_matrix(ext_coord, nlist, cfg["rcut_smth"], cfg["rcut"]))
     nloc = nlist.shape[1]
     atype = np.asarray(ext_atype)[:, :nloc]
-    out = np.zeros((ntypes, 5))
+    out = np.zeros((ntypes, 6))
     for t in range(ntypes):
         e = env[atype == t]  # [n_t, nnei, 4]
         s, a = e[..., 0], e[..., 1:]
-        out[t] = (s.size, s.sum(), (s * s).sum(), a.size, (a * a).sum())
+        out[t] = (s.size, s.sum(), (s * s).sum(), a.size, a.sum(), (a * a).sum())
     return out
 
 
 def stats_from_sums(cfg: dict, sums: np.ndarray, dtype, protection: float = 1e-2) -> dict:
-    """davg/dstd per center type from accumulated env_stat_sums ([nt, 5]); std floored."""
+    """davg/dstd per center type from accumulated env_stat_sums ([nt, 6]); std floored.
+    The angular mean stays 0 (rotations), its std is the components' pooled std."""
     ntypes = sums.shape[0]
     st = init_stats(cfg, ntypes, dtype)
     for t in range(ntypes):
-        n, s1, s2, na, a2 = sums[t]
+        n, s1, s2, na, a1, a2 = sums[t]
         if n == 0:
             continue
         mean = s1 / n
         std_r = np.sqrt(max(s2 / n - mean * mean, 0.0))
-        std_a = np.sqrt(a2 / na) if na else 1.0
+        std_a = np.sqrt(max(a2 / na - (a1 / na) ** 2, 0.0)) if na else 1.0
         if not cfg.get("set_davg_zero", False):
             st["davg"][t, 0] = mean
         st["dstd"][t, 0] = max(std_r, protection)

@@ -55,6 +55,19 @@ def trim_nlist(nlist, sel: list[int]):
     return np.concatenate(blocks, axis=-1), tuple(widths)
 
 
+def pad_nlist(nlist, widths, new_widths):
+    """A type-blocked nlist [nf, nloc, sum(widths)] widened block by block to new_widths
+    (each >= its old width) with empty slots (-1)."""
+    nlist = np.asarray(nlist)
+    blocks, start = [], 0
+    for w, nw in zip(widths, new_widths, strict=True):
+        b = nlist[..., start : start + w]
+        start += w
+        pad = [(0, 0)] * (nlist.ndim - 1) + [(0, nw - w)]
+        blocks.append(np.pad(b, pad, constant_values=-1))
+    return np.concatenate(blocks, axis=-1)
+
+
 def extended_coord(coord, strain, mapping, shift):
     """(coord[mapping] + shift)(I + strain): coord [nf, nat, 3], strain [nf, 3, 3] -> [nf, nall, 3]."""
     xp = array_namespace(coord)

@@ -9,7 +9,7 @@ import numpy as np
 from deepmd_md import keys
 from deepmd_md.data.batch import DataSampler, iterate_frames
 from deepmd_md.data.system import find_systems, load_system, remap_types
-from deepmd_md.model.frames import prepare_frames, trim_nlist
+from deepmd_md.model.frames import pad_nlist, prepare_frames, trim_nlist
 
 
 class PreparedData:
@@ -20,7 +20,7 @@ class PreparedData:
     """
 
     def __init__(self, model_config: dict, systems_spec, batch_size, sys_probs=None,
-                 auto_prob="prob_sys_size"):
+                 auto_prob="prob_sys_size", uniform: bool = False):
         paths = find_systems(systems_spec)
         tm = model_config["type_map"]
         self.systems = [_sorted_by_type(remap_types(load_system(p), tm)) for p in paths]
@@ -33,6 +33,26 @@ class PreparedData:
             p[keys.NLIST], widths = trim_nlist(p[keys.NLIST], model_config["descriptor"]["sel"])
             self.prep.append(p)
             self.widths.append(widths)
+        if uniform:
+            self._uniform_shapes()
+
+    def _uniform_shapes(self):
+        """Pad every system's nlist to the same per-type widths, and the extended atoms of
+        systems with the same atom count to the same nall, so that a compiled step serves them
+        all. Padded slots are empty (-1) and padded extended atoms are never neighbors, so the
+        results do not change; a little more work for the systems that needed less."""
+        widths = tuple(int(w) for w in np.max(self.widths, axis=0))
+        nall: dict = {}
+        for s, p in zip(self.systems, self.prep, strict=True):
+            nall[s.natoms] = max(nall.get(s.natoms, 0), p[keys.MAPPING].shape[1])
+        for i, (s, p) in enumerate(zip(self.systems, self.prep, strict=True)):
+            p[keys.NLIST] = pad_nlist(p[keys.NLIST], self.widths[i], widths)
+            self.widths[i] = widths
+            extra = nall[s.natoms] - p[keys.MAPPING].shape[1]
+            for k in (keys.MAPPING, keys.SHIFT, keys.EXT_ATYPE):
+                pad = [(0, 0)] * p[k].ndim
+                pad[1] = (0, extra)
+                p[k] = np.pad(p[k], pad)
 
     def batch_prep(self, batch: dict) -> dict:
         i = int(batch[keys.SYSTEM_INDEX][0])
@@ -55,11 +75,14 @@ class PreparedData:
                 yield b, self.batch_prep(b)
 
     def stat_frames(self, nbatch: int = 10):
-        """Frames used for statistics: the first nbatch batches' worth of each system."""
+        """Frames used for statistics: the first nbatch batches' worth of each system, with
+        the nlist at its full sel width (statistics count every sel slot, empty ones as 0)."""
+        sel = self.config["descriptor"]["sel"]
         for i, s in enumerate(self.systems):
             n = min(s.nframes, nbatch * self.sampler.batch_sizes[i])
-            sl = slice(0, n)
-            yield s, {k: v[sl] for k, v in self.prep[i].items()}, s.coord[sl]
+            p = {k: v[:n] for k, v in self.prep[i].items()}
+            p[keys.NLIST] = pad_nlist(p[keys.NLIST], self.widths[i], sel)
+            yield s, p, s.coord[:n]
 
 
 _FRAME_FIELDS = ("coord", "box", "energy", "force", "virial")
@@ -86,7 +109,7 @@ def compute_stats(model_config: dict, data: PreparedData) -> dict:
 
     ntypes = len(model_config["type_map"])
     dcfg = model_config["descriptor"]
-    sums = np.zeros((ntypes, 5))
+    sums = np.zeros((ntypes, 6))
     for _, prep, coord in data.stat_frames(model_config.get("data_stat_nbatch", 10)):
         ext = extended_coord(coord, np.zeros((coord.shape[0], 3, 3)), prep[keys.MAPPING],
                              prep[keys.SHIFT])

@@ -40,12 +40,13 @@ def _ckpt_name(prefix: str, step: int) -> str:
 
 
 def save_checkpoint(prefix: str, data: dict, opt_state: dict, step: int, rngs: dict,
-                    keep: int, backend) -> str:
+                    keep: int, backend, samplers: dict | None = None) -> str:
     """Write `{prefix}-{step}.ckpt` atomically, point `checkpoint` at it, keep the last `keep`."""
     path = _ckpt_name(prefix, step)
     trees = {"opt_m": backend.to_numpy(opt_state["m"]), "opt_v": backend.to_numpy(opt_state["v"])}
     extra = {"step": step, "opt_t": int(np.asarray(opt_state["t"])),
-             "rng": {k: r.bit_generator.state for k, r in rngs.items()}}
+             "rng": {k: r.bit_generator.state for k, r in rngs.items()},
+             "sampler": {k: smp.state() for k, smp in (samplers or {}).items()}}
     save_dp(data, path, extra_trees=trees, extra=extra)
     d = os.path.dirname(os.path.abspath(prefix))
     with open(os.path.join(d, ".checkpoint.tmp"), "w") as f:
@@ -79,6 +80,18 @@ class LCurve:
         self.f.close()
 
 
+COMPILE_AUTO_STEPS = 2000  # "auto": a cold compile (~1 min) pays for itself well before this
+
+
+def use_compile(setting, backend_name: str, steps_left: int) -> bool:
+    """Whether the training step is compiled: JAX always; torch per training/compile."""
+    if backend_name == "jax":
+        return True
+    if setting == "auto":
+        return steps_left >= COMPILE_AUTO_STEPS
+    return bool(setting)
+
+
 def train(config: dict, backend_name: str = "torch", restart: str | None = None,
           init_model_path: str | None = None, progress: bool = True) -> str:
     """Run training from a normalised input; returns the last checkpoint path."""
@@ -86,28 +99,33 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
     lcfg, losscfg = config["learning_rate"], config["loss"]
     numb_steps = tcfg["numb_steps"]
     td = tcfg["training_data"]
+    start_step, opt_ckpt = 0, None
+    if restart:
+        data, trees, extra = load_dp(restart, with_extra=True)
+        start_step = extra["step"]
+    compiled = use_compile(tcfg.get("compile", "auto"), backend_name, numb_steps - start_step)
     train_data = PreparedData(mcfg, td["systems"], td["batch_size"], td.get("sys_probs"),
-                              td.get("auto_prob", "prob_sys_size"))
+                              td.get("auto_prob", "prob_sys_size"), uniform=compiled)
     vd = tcfg.get("validation_data")
     val_data = (PreparedData(mcfg, vd["systems"], vd["batch_size"], None,
                              vd.get("auto_prob", "prob_sys_size")) if vd else None)
     seed = tcfg.get("seed")
     rngs = {"train": np.random.default_rng(seed),
             "val": np.random.default_rng(None if seed is None else seed + 1)}
-    start_step, opt_ckpt = 0, None
     if restart:
-        data, trees, extra = load_dp(restart, with_extra=True)
-        start_step = extra["step"]
         opt_ckpt = (trees["opt_m"], trees["opt_v"], extra["opt_t"])
         for k, r in rngs.items():
             r.bit_generator.state = extra["rng"][k]
+        for k, d in (("train", train_data), ("val", val_data)):
+            if d is not None and k in extra.get("sampler", {}):
+                d.sampler.load_state(extra["sampler"][k])
     elif init_model_path:
         data = load_dp(init_model_path)
     else:
         data = init_model(mcfg, mcfg["descriptor"].get("seed"))
         data["buffers"] = compute_stats(mcfg, train_data)
     backend = load_backend(backend_name)  # after the data checks: a bad input fails fast
-    tr = backend.Trainer(data["config"], data["params"], data["buffers"])
+    tr = backend.Trainer(data["config"], data["params"], data["buffers"], compile=compiled)
     if opt_ckpt:
         opt_state = {"m": backend.asarray(opt_ckpt[0]), "v": backend.asarray(opt_ckpt[1]),
                      "t": opt_ckpt[2]}
@@ -140,7 +158,11 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
                 bar.set_postfix(e=f"{trn['rmse_e']:.2e}", f=f"{trn['rmse_f']:.2e}")
             if done % save_freq == 0 or done == numb_steps:
                 data["params"] = tr.params_numpy()
-                last = save_checkpoint(prefix, data, opt_state, done, rngs, keep, backend)
+                samplers = {"train": train_data.sampler}
+                if val_data is not None:
+                    samplers["val"] = val_data.sampler
+                last = save_checkpoint(prefix, data, opt_state, done, rngs, keep, backend,
+                                       samplers)
             bar.update(1)
             if done == warm:
                 t_warm = time.perf_counter()

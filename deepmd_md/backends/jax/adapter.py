@@ -78,7 +78,8 @@ class Trainer:
     """Trainable arrays and a jitted step (loss, grad, Adam) per model; the static type split
     (atoms per type) is a compile-time constant, one compile per system shape."""
 
-    def __init__(self, config: dict, params_np: dict, buffers_np: dict):
+    def __init__(self, config: dict, params_np: dict, buffers_np: dict, compile: bool = True):
+        del compile  # always jit-compiled
         self.config = config
         self.params = asarray(params_np)
         self.buffers = asarray(buffers_np)

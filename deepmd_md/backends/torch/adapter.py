@@ -54,12 +54,17 @@ def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist) -> dict
 class Trainer:
     """Holds trainable tensors and Adam moments; `step` = loss, backward, Adam."""
 
-    def __init__(self, config: dict, params_np: dict, buffers_np: dict):
+    def __init__(self, config: dict, params_np: dict, buffers_np: dict, compile: bool = False):
         self.config = config
         self.params = asarray(params_np, trainable=True)
         self.buffers = asarray(buffers_np)
         mask = frozen_mask(config, params_np)
         self.frozen = mask if any(flatten(mask).values()) else None
+        self.compiled = None
+        if compile:
+            from deepmd_md.backends.torch.compiled import CompiledStep
+
+            self.compiled = CompiledStep(config, self.params, self.buffers, efv, _rebuild)
 
     def loss(self, batch: dict, prep: dict, pref: dict, train: bool):
         b = asarray({k: v for k, v in batch.items() if v is not None})  # box None: nopbc
@@ -68,9 +73,12 @@ class Trainer:
         return ener_loss(pred, b, pref)
 
     def step(self, batch, prep, pref, opt_state, lr: float):
-        loss, metrics = self.loss(batch, prep, pref, train=True)
         leaves = _leaves(self.params)
-        grads = torch.autograd.grad(loss, leaves)
+        if self.compiled is not None:
+            loss, metrics, grads = self.compiled(leaves, batch, prep, pref)
+        else:
+            loss, metrics = self.loss(batch, prep, pref, train=True)
+            grads = torch.autograd.grad(loss, leaves)
         grad_tree = _rebuild(self.params, iter(grads))
         with torch.no_grad():
             new, opt_state = adam_update(self.params, grad_tree, opt_state, lr, self.frozen)
