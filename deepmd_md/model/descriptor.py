@@ -33,7 +33,7 @@ def net_keys(cfg: dict, ntypes: int) -> list[str]:
 
 def init_params(cfg: dict, ntypes: int, rng: np.random.Generator, dtype) -> dict:
     sizes = [1, *cfg["neuron"]]
-    return {k: init_net(rng, sizes, cfg["resnet_dt"], dtype) for k in net_keys(cfg, ntypes)}
+    return {k: init_net(rng, sizes, cfg["resnet_dt"], dtype, embedding=True) for k in net_keys(cfg, ntypes)}
 
 
 def init_stats(cfg: dict, ntypes: int, dtype) -> dict:

@@ -3,6 +3,8 @@
 A network's parameters are {"layers": [{"w": [nin, nout], "b": [nout], "idt": [nout]?}, ...]}.
 Layer rule (DeePMD convention): y = act(x @ w + b) * idt; embedding nets add the input back when
 nout == nin or nout == 2 nin (the input concatenated with itself), fitting nets when nout == nin.
+With resnet_dt, only layers with such a residual get a timestep `idt` (as DeePMD-kit's models:
+its first fitting layer, descriptor -> n1, has none); a layer that has one always applies it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ def activate(x, name: str):
     raise ValueError(f"unknown activation {name!r}")
 
 
-def init_net(rng: np.random.Generator, sizes: list[int], resnet_dt: bool, dtype, final_linear=False):
+def has_residual(nin: int, nout: int, embedding: bool) -> bool:
+    return nout == nin or (embedding and nout == 2 * nin)
+
+
+def init_net(rng: np.random.Generator, sizes: list[int], resnet_dt: bool, dtype, final_linear=False,
+             embedding: bool = False):
     """Random parameters of a net with layer widths `sizes` = [nin, n1, n2, ...] (NumPy arrays)."""
     layers = []
     for i, (nin, nout) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
@@ -44,7 +51,7 @@ def init_net(rng: np.random.Generator, sizes: list[int], resnet_dt: bool, dtype,
             "w": rng.normal(0.0, 1.0 / math.sqrt(nin + nout), (nin, nout)).astype(dtype),
             "b": (np.zeros(nout) if last else rng.normal(0.0, 1.0, nout)).astype(dtype),
         }
-        if resnet_dt and not last:
+        if resnet_dt and not last and has_residual(nin, nout, embedding):
             layer["idt"] = rng.normal(0.1, 0.001, nout).astype(dtype)
         layers.append(layer)
     return {"layers": layers}
