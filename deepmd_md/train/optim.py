@@ -23,15 +23,10 @@ def adam_update(params, grads, state, lr: float, frozen=None):
 
     frozen: optional tree of bools (True = not trainable); those leaves keep value and moments.
     """
-    t = state["t"] + 1
-    c1, c2 = 1.0 - B1**t, 1.0 - B2**t
+    lr_c1, c2 = adam_scalars(state["t"] + 1, lr)
 
     def leaf(p, g, m, v):
-        xp = array_namespace(p)
-        m = B1 * m + (1.0 - B1) * g
-        v = B2 * v + (1.0 - B2) * g * g
-        p = p - (lr / c1) * m / (xp.sqrt(v / c2) + EPS)
-        return p, m, v
+        return adam_leaf(p, g, m, v, lr_c1, c2)
 
     if frozen is not None:
         step = leaf
@@ -42,7 +37,21 @@ def adam_update(params, grads, state, lr: float, frozen=None):
         out = _zip_map(leaf, params, grads, state["m"], state["v"], frozen)
     else:
         out = _zip_map(leaf, params, grads, state["m"], state["v"])
-    return (_pick(out, 0), {"m": _pick(out, 1), "v": _pick(out, 2), "t": t})
+    return (_pick(out, 0), {"m": _pick(out, 1), "v": _pick(out, 2), "t": state["t"] + 1})
+
+
+def adam_scalars(t: int, lr: float) -> tuple[float, float]:
+    """(lr / (1 - B1^t), 1 - B2^t): the step-dependent scalars of Adam step t (1-based)."""
+    return lr / (1.0 - B1**t), 1.0 - B2**t
+
+
+def adam_leaf(p, g, m, v, lr_c1, c2):
+    """One Adam update of one array: -> (p, m, v). lr_c1, c2 from adam_scalars (floats or 0-d
+    arrays, so that a compiled step need not bake the step number in)."""
+    xp = array_namespace(p)
+    m = B1 * m + (1.0 - B1) * g
+    v = B2 * v + (1.0 - B2) * g * g
+    return p - lr_c1 * m / (xp.sqrt(v / c2) + EPS), m, v
 
 
 def frozen_mask(config: dict, params: dict) -> dict:

@@ -140,15 +140,18 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
     keep = tcfg.get("max_ckpt_keep", 5)
     last = restart
     warm = min(start_step + 10, numb_steps)  # steps before this one include jit compilation
-    t_warm = None
+    t_train = 0.0  # sampling + step time after warm-up; validation and checkpoints excluded
     bar = tqdm(total=numb_steps, initial=start_step, disable=not progress, file=sys.stderr,
                unit="step", mininterval=1.0, dynamic_ncols=True)
     try:
         for step in range(start_step, numb_steps):
             lr = lr_fn(step)
             pref = prefactors(losscfg, lr, start_lr)
+            t0 = time.perf_counter()
             batch, prep = train_data.sample(rngs["train"])
             opt_state, trn = tr.step(batch, prep, pref, opt_state, lr)
+            if step >= warm:
+                t_train += time.perf_counter() - t0
             done = step + 1
             if step == 0 or done % disp == 0 or done == numb_steps:
                 val = _validate(tr, val_data, vd, rngs["val"], pref) if val_data else trn
@@ -164,15 +167,13 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
                 last = save_checkpoint(prefix, data, opt_state, done, rngs, keep, backend,
                                        samplers)
             bar.update(1)
-            if done == warm:
-                t_warm = time.perf_counter()
     finally:
         bar.close()
         lcurve.close()
-    if t_warm is not None and numb_steps > warm:
-        per = (time.perf_counter() - t_warm) / (numb_steps - warm)
+    if numb_steps > warm:
+        per = t_train / (numb_steps - warm)
         print(f"average training time: {per:.4f} s/step (steps {warm + 1}-{numb_steps}, "
-              f"{backend_name})")
+              f"{backend_name}; validation and checkpoints excluded, as DeePMD-kit does)")
     return last
 
 

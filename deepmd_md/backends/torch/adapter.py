@@ -9,7 +9,7 @@ from deepmd_md import keys
 from deepmd_md.backends.common import efv_from_grads, total_energy
 from deepmd_md.model.model import atomic_outputs
 from deepmd_md.train.loss import ener_loss
-from deepmd_md.train.optim import adam_update, frozen_mask
+from deepmd_md.train.optim import adam_scalars, adam_update, frozen_mask
 from deepmd_md.tree import flatten, tree_map
 
 name = "torch"
@@ -64,7 +64,9 @@ class Trainer:
         if compile:
             from deepmd_md.backends.torch.compiled import CompiledStep
 
-            self.compiled = CompiledStep(config, self.params, self.buffers, efv, _rebuild)
+            fz = _leaves(self.frozen) if self.frozen is not None else None
+            self.compiled = CompiledStep(config, self.params, self.buffers, efv, _rebuild,
+                                         fz or [False] * len(_leaves(self.params)))
 
     def loss(self, batch: dict, prep: dict, pref: dict, train: bool):
         b = asarray({k: v for k, v in batch.items() if v is not None})  # box None: nopbc
@@ -75,10 +77,16 @@ class Trainer:
     def step(self, batch, prep, pref, opt_state, lr: float):
         leaves = _leaves(self.params)
         if self.compiled is not None:
-            loss, metrics, grads = self.compiled(leaves, batch, prep, pref)
-        else:
-            loss, metrics = self.loss(batch, prep, pref, train=True)
-            grads = torch.autograd.grad(loss, leaves)
+            lr_c1, c2 = adam_scalars(opt_state["t"] + 1, lr)
+            loss, metrics, new, m, v = self.compiled(
+                leaves, _leaves(opt_state["m"]), _leaves(opt_state["v"]), batch, prep, pref,
+                lr_c1, c2)
+            self.params = _rebuild(self.params, (t.requires_grad_(True) for t in new))
+            opt_state = {"m": _rebuild(opt_state["m"], iter(m)),
+                         "v": _rebuild(opt_state["v"], iter(v)), "t": opt_state["t"] + 1}
+            return opt_state, {k: float(val) for k, val in metrics.items()}
+        loss, metrics = self.loss(batch, prep, pref, train=True)
+        grads = torch.autograd.grad(loss, leaves)
         grad_tree = _rebuild(self.params, iter(grads))
         with torch.no_grad():
             new, opt_state = adam_update(self.params, grad_tree, opt_state, lr, self.frozen)
