@@ -64,7 +64,9 @@ def apply_net(params: dict, x, activation: str, embedding: bool, final_linear: b
     for i, layer in enumerate(layers):
         w, b = layer["w"], layer["b"]
         nin, nout = w.shape
-        y = xp.matmul(x, w) + b
+        # one input (the embedding's s): an outer product, exact as a broadcast multiply, which
+        # fuses with bias and activation, where a K=1 GEMM is memory-bound BLAS work
+        y = (x * w[0] if nin == 1 else xp.matmul(x, w)) + b
         if final_linear and i == len(layers) - 1:
             x = y
             continue
