@@ -73,9 +73,7 @@ def apply_net(params: dict, x, activation: str, embedding: bool, final_linear: b
         y = activate(y, activation)
         if "idt" in layer:
             y = y * layer["idt"]
-        if nout == nin:
-            y = y + x
-        elif embedding and nout == 2 * nin:
-            y = y + xp.concat([x, x], axis=-1)
+        if has_residual(nin, nout, embedding):
+            y = y + (x if nout == nin else xp.concat([x, x], axis=-1))
         x = y
     return x

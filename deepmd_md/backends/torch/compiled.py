@@ -1,4 +1,4 @@
-"""The torch training step compiled whole: loss, forces by autograd, parameter gradients.
+"""The torch training step compiled whole: loss, forces by autograd, gradients, Adam update.
 
 Force training differentiates twice (forces = -dE/dx inside the loss, then d loss/d params), and
 in eager mode most of a step is memory-bound elementwise work on [nloc*nnei, M] tensors of the
@@ -7,10 +7,10 @@ signature with make_fx, which records the aten ops the autograd engine runs (bot
 passes included), and the resulting graph, which holds no autograd any more, is compiled by
 Inductor: the elementwise chains fuse into a few loops around the matmuls.
 
-The traced function is the eager step itself (adapter.efv + ener_loss + autograd.grad), so the
-compiled step computes the same numbers (tests/test_compiled.py: gradients to 1e-10).
-Compilation costs about a minute per signature on a cold cache; Inductor caches it on disk
-(TORCHINDUCTOR_CACHE_DIR), so a rerun of the same model and data compiles in seconds.
+The traced function is the eager step itself (adapter.efv + ener_loss + autograd.grad +
+optim.adam_leaf), so the compiled step computes the same numbers (tests/test_compiled.py: lcurve
+and weights after 4 steps to 1e-9 relative). Compilation took 54-103 s per signature on a cold
+cache here; Inductor caches it on disk (TORCHINDUCTOR_CACHE_DIR): 7-28 s on a rerun.
 """
 
 from __future__ import annotations
