@@ -1,5 +1,6 @@
-"""`.pt2` (AOTInductor) freeze: one package serves any nall, nloc and raw nlist width, and
-matches the NumPy reference; its metadata is readable (contract in docs/lammps.md)."""
+"""`.pt2` (AOTInductor) freeze: one package serves any nall, nloc, per-type neighbor widths
+(0 included) and atoms per type (0 included), and matches the NumPy reference; its metadata is
+readable (contract in docs/lammps.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from helpers import ORTHO_BOX, assert_close, make_model, random_frames, run_dpmd
 
 from deepmd_md.backends.numpy import reference
 from deepmd_md.data.neighbor import extend_coord, neighbor_candidates
+from deepmd_md.model.env import format_nlist
+from deepmd_md.model.frames import blocked_inputs
 from deepmd_md.model.model import rcut_of, sel_of
 
 torch = pytest.importorskip("torch")
@@ -67,8 +70,15 @@ def _shuffled(nlist, seed, extra=0):
     return out
 
 
-def _run(pkg, ext, eatype, nlist):
-    outs = pkg(torch.tensor(ext), torch.tensor(eatype), torch.tensor(nlist))
+def _run(pkg, data, ext, eatype, nlist, seed):
+    """The package on the blocked inputs the C++ core builds from a raw list: per-type
+    blocks (here in a random order with extra empty slots) and local atoms by type."""
+    cfg = data["config"]
+    typed = format_nlist(ext, eatype, nlist, rcut_of(cfg), sel_of(cfg))
+    nlists, center = blocked_inputs(typed, eatype[:, : nlist.shape[1]], sel_of(cfg))
+    nlists = [_shuffled(nl, seed + t, extra=t) for t, nl in enumerate(nlists)]
+    args = [ext, eatype, *nlists, *center]
+    outs = pkg(*[torch.tensor(np.ascontiguousarray(a)) for a in args])
     return [o.detach().numpy() for o in outs]
 
 
@@ -76,7 +86,7 @@ def _run(pkg, ext, eatype, nlist):
 CASES = [
     (12, np.diag([8.0, 8.5, 9.0]).ravel(), "nearest-first"),
     (20, ORTHO_BOX, "shuffled+padded"),
-    (1, None, "isolated"),  # nall = nloc = 1 and a single empty slot (the core's minimum)
+    (1, None, "isolated"),  # one atom: every block 0 wide, no atom of the other type
 ]
 
 
@@ -93,7 +103,7 @@ def test_pt2_matches_reference(frozen, nat, box, layout):
         nlist = np.full((1, 1, 1), -1, np.int64)
     else:
         assert nlist.shape[2] < max(sel_of(data["config"])), "case meant to be narrow"
-    ae, e, ext_force, virial, ext_virial = _run(pkg, ext, eatype, nlist)
+    ae, e, ext_force, virial, ext_virial = _run(pkg, data, ext, eatype, nlist, seed=nat)
     nall = ext.shape[1]
     assert (ae.shape, e.shape, ext_force.shape, virial.shape, ext_virial.shape) == (
         (1, nat), (1,), (1, nall, 3), (1, 9), (1, nall, 9))
@@ -111,7 +121,7 @@ def test_pt2_metadata(frozen):
     data, pkg = frozen
     meta = json.loads(pkg.get_metadata()[META_KEY])
     cfg = data["config"]
-    assert meta["format"] == "deepmd_md.pt2"
+    assert meta["format"] == "deepmd_md.pt2" and meta["blocked"] is True
     assert meta["type_map"] == cfg["type_map"]
     assert meta["rcut"] == rcut_of(cfg)
     assert meta["sel"] == sel_of(cfg) and meta["nnei"] == sum(sel_of(cfg))

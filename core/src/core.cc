@@ -34,6 +34,7 @@ struct ModelInfo {
   int dim_fparam = 0;
   int dim_aparam = 0;
   bool message_passing = false;
+  bool blocked = false;  // takes per-type neighbor blocks (BackendInput::widths)
   std::string precision = "float64";
 };
 
@@ -67,6 +68,9 @@ ModelInfo parse_metadata(const std::string& text) {
   if (v.has("dim_fparam")) m.dim_fparam = int(v.at("dim_fparam").as_number("dim_fparam"));
   if (v.has("dim_aparam")) m.dim_aparam = int(v.at("dim_aparam").as_number("dim_aparam"));
   if (v.has("message_passing") && v.at("message_passing").kind == Value::Bool) m.message_passing = v.at("message_passing").b;
+  if (v.has("blocked") && v.at("blocked").kind == Value::Bool) m.blocked = v.at("blocked").b;
+  if (m.blocked && m.sel.size() != m.type_map.size())
+    throw std::runtime_error("metadata: a blocked model needs one 'sel' entry per type");
   if (v.has("precision") && v.at("precision").kind == Value::String) m.precision = v.at("precision").str;
   m.ghost_cutoff = m.rcut;
   if (v.has("ghost_cutoff") && v.at("ghost_cutoff").kind == Value::Number)
@@ -151,6 +155,8 @@ struct dpmd_model {
   std::vector<int> remap, ids;
   std::vector<double> c_coord, c_force, c_av;
   std::vector<int64_t> c_atype;
+  std::vector<int64_t> widths, center_idx, center_count, cnt;
+  std::vector<std::pair<double, int>> near;
   int chunk = 0;
   // optional timing (DPMD_MD_PROFILE=1): printed to stderr when the model is freed
   bool profile = false;
@@ -163,6 +169,82 @@ struct dpmd_model {
                    path.c_str(), ncalls, 1e3 * t_prep / ncalls, 1e3 * t_backend / ncalls);
   }
 };
+
+// Neighbor list of local atoms s0..s1-1 for the backend, indices mapped through remap (null:
+// unchanged): padded rows [n, width] for raw models, per-type blocks for blocked ones.
+void build_nlist(dpmd_model* m, const double* x, int s0, int s1, const int* remap,
+                 dpmd::BackendInput& bi) {
+  const int n = s1 - s0;
+  auto to = [remap](int j) { return int64_t(remap ? remap[j] : j); };
+  if (!m->info.blocked) {
+    int width = 1;
+    for (int i = s0; i < s1; ++i) width = std::max(width, m->row_count[i]);
+    m->nlist.assign(size_t(n) * width, -1);
+    for (int i = s0; i < s1; ++i) {
+      int64_t* row = m->nlist.data() + size_t(i - s0) * width;
+      const int* src = m->kept.data() + m->row_start[i];
+      for (int k = 0; k < m->row_count[i]; ++k) row[k] = to(src[k]);
+    }
+    bi.nlist = m->nlist.data();
+    bi.nnei = width;
+    return;
+  }
+  const auto& sel = m->info.sel;
+  const int nt = int(sel.size());
+  auto count = [&](int i, int64_t* c) {
+    std::fill(c, c + nt, 0);
+    const int* src = m->kept.data() + m->row_start[i];
+    for (int k = 0; k < m->row_count[i]; ++k) c[m->atype[src[k]]]++;
+  };
+  m->widths.assign(nt, 0);
+  m->cnt.assign(size_t(nt), 0);
+  for (int i = s0; i < s1; ++i) {
+    count(i, m->cnt.data());
+    for (int t = 0; t < nt; ++t) m->widths[t] = std::max(m->widths[t], std::min(m->cnt[t], sel[t]));
+  }
+  std::vector<size_t> off(nt + 1, 0);
+  for (int t = 0; t < nt; ++t) off[t + 1] = off[t] + size_t(n) * m->widths[t];
+  m->nlist.assign(off[nt], -1);
+  std::vector<int64_t> pos(nt);
+  for (int i = s0; i < s1; ++i) {
+    count(i, m->cnt.data());
+    std::fill(pos.begin(), pos.end(), 0);
+    const int* src = m->kept.data() + m->row_start[i];
+    auto slot = [&](int t) { return m->nlist.data() + off[t] + size_t(i - s0) * m->widths[t] + pos[t]++; };
+    for (int k = 0; k < m->row_count[i]; ++k) {
+      const int t = int(m->atype[src[k]]);
+      if (m->cnt[t] <= sel[t]) *slot(t) = to(src[k]);
+    }
+    for (int t = 0; t < nt; ++t) {
+      if (m->cnt[t] <= sel[t]) continue;
+      // more type-t neighbors than sel: keep the nearest, as the model's own selection does
+      auto& near = m->near;
+      near.clear();
+      const double* xi = x + 3 * size_t(i);
+      for (int k = 0; k < m->row_count[i]; ++k) {
+        const int j = src[k];
+        if (m->atype[j] != t) continue;
+        const double* xj = x + 3 * size_t(j);
+        const double dx = xj[0] - xi[0], dy = xj[1] - xi[1], dz = xj[2] - xi[2];
+        near.emplace_back(dx * dx + dy * dy + dz * dz, j);
+      }
+      std::nth_element(near.begin(), near.begin() + sel[t], near.end());
+      for (int64_t k = 0; k < sel[t]; ++k) *slot(t) = to(near[k].second);
+    }
+  }
+  m->center_count.assign(nt, 0);
+  for (int i = s0; i < s1; ++i) m->center_count[m->atype[i]]++;
+  std::vector<int64_t> cpos(nt, 0);
+  for (int t = 1; t < nt; ++t) cpos[t] = cpos[t - 1] + m->center_count[t - 1];
+  m->center_idx.assign(n, 0);
+  for (int i = s0; i < s1; ++i) m->center_idx[cpos[m->atype[i]]++] = to(i);
+  bi.nlist = m->nlist.data();
+  bi.nnei = 0;
+  bi.ntypes = nt;
+  bi.widths = m->widths.data();
+  bi.center_idx = m->center_idx.data();
+  bi.center_count = m->center_count.data();
+}
 
 extern "C" {
 
@@ -342,19 +424,11 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
     const int chunk = info.message_passing ? 0 : m->chunk;
     if (chunk <= 0 || nloc <= chunk) {
       // one call over all local + ghost atoms
-      const int nnei = std::max(maxn, 1);
-      m->nlist.assign(size_t(nloc) * nnei, -1);
-      for (int i = 0; i < nloc; ++i) {
-        int64_t* row = m->nlist.data() + size_t(i) * nnei;
-        const int* src = m->kept.data() + m->row_start[i];
-        for (int k = 0; k < m->row_count[i]; ++k) row[k] = src[k];
-      }
+      build_nlist(m, in->coord, 0, nloc, nullptr, bi);
       bi.nloc = nloc;
       bi.nall = nall;
       bi.coord = in->coord;
       bi.atype = m->atype.data();
-      bi.nlist = m->nlist.data();
-      bi.nnei = nnei;
       bi.aparam = info.dim_aparam > 0 ? in->aparam : nullptr;
       dpmd::BackendOutput bo;
       bo.force = out->force;
@@ -380,9 +454,7 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
           m->remap[i] = int(ids.size());
           ids.push_back(i);
         }
-        int width = 1;
         for (int i = s0; i < s1; ++i) {
-          width = std::max(width, m->row_count[i]);
           const int* src = m->kept.data() + m->row_start[i];
           for (int k = 0; k < m->row_count[i]; ++k)
             if (m->remap[src[k]] < 0) {
@@ -400,20 +472,13 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
           m->c_coord[3 * k + 2] = in->coord[3 * j + 2];
           m->c_atype[k] = m->atype[j];
         }
-        m->nlist.assign(size_t(n) * width, -1);
-        for (int i = s0; i < s1; ++i) {
-          int64_t* row = m->nlist.data() + size_t(i - s0) * width;
-          const int* src = m->kept.data() + m->row_start[i];
-          for (int k = 0; k < m->row_count[i]; ++k) row[k] = m->remap[src[k]];
-        }
+        build_nlist(m, in->coord, s0, s1, m->remap.data(), bi);
         m->c_force.resize(size_t(nall_c) * 3);
         if (out->atom_virial) m->c_av.resize(size_t(nall_c) * 9);
         bi.nloc = n;
         bi.nall = nall_c;
         bi.coord = m->c_coord.data();
         bi.atype = m->c_atype.data();
-        bi.nlist = m->nlist.data();
-        bi.nnei = width;
         bi.aparam = info.dim_aparam > 0 ? in->aparam + size_t(s0) * info.dim_aparam : nullptr;
         dpmd::BackendOutput bo;
         bo.force = m->c_force.data();

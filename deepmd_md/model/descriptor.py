@@ -62,29 +62,64 @@ def descriptor(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist
     empty in every atom; their exact contribution (each equals a neighbor at rcut) is added back
     in closed form, so the result equals the full-sel descriptor.
     """
-    xp = array_namespace(ext_coord)
     sel = list(cfg["sel"])
     widths = sel if widths is None else list(widths)
     env = normalised_env(cfg, stats, ext_coord, ext_atype, nlist)
     nloc = nlist.shape[1]
+    atype = ext_atype[:, :nloc]
+    blocks, start = [], 0
+    for tj, width in enumerate(widths):
+        # padded slots inside the block are computed like real empty slots: no mask needed
+        blocks.append((env[:, :, start : start + width, :], None, sel[tj] - width))
+        start += width
+    return _reduce(cfg, params, stats, atype, blocks)
+
+
+def descriptor_blocked(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlists):
+    """descriptor() from one neighbor list per type, each of any width (dynamic shapes).
+
+    nlists[t]: [nf, nloc, w_t], w_t <= sel[t], type-t neighbors inside rcut (-1 padded).
+    Padded slots are masked out and all sel[t] - count empty slots of each atom are added in
+    closed form, so no size is read as a number: the trace keeps every width symbolic.
+    """
+    xp = array_namespace(ext_coord)
+    sel = list(cfg["sel"])
+    nloc = nlists[0].shape[1]
+    atype = ext_atype[:, :nloc]
+    blocks = []
+    for tj, nl in enumerate(nlists):
+        env = normalised_env(cfg, stats, ext_coord, ext_atype, nl)
+        mask = xp.astype(nl >= 0, env.dtype)  # [nf, nloc, w]
+        blocks.append((env, mask, sel[tj] - xp.sum(mask, axis=-1)))
+    return _reduce(cfg, params, stats, atype, blocks)
+
+
+def _reduce(cfg: dict, params: dict, stats: dict, atype, blocks):
+    """G^T R / nnei (or sum G / nnei) over type blocks, then D.
+
+    blocks[tj] = (env [nf, nloc, w, c], mask [nf, nloc, w] or None, n_empty: int or
+    [nf, nloc]): empty slots left out of env, each adding the closed-form empty-slot term."""
+    xp = array_namespace(atype)
+    sel = list(cfg["sel"])
     ntypes = len(sel)
     one_side = cfg.get("type_one_side", True)
-    atype = ext_atype[:, :nloc]
     act = cfg["activation_function"]
     acc = None
-    start = 0
-    for tj, width in enumerate(widths):
-        block = env[:, :, start : start + width, :]  # [nf, nloc, width, c]
-        start += width
+    for tj, (block, mask, n_empty) in enumerate(blocks):
         for ti in [None] if one_side else range(ntypes):
             net = params[f"t{tj}"] if one_side else params[f"t{ti}_{tj}"]
-            g = apply_net(net, block[..., :1], act, embedding=True)  # [nf, nloc, width, M1]
+            g = apply_net(net, block[..., :1], act, embedding=True)  # [nf, nloc, w, M1]
             if is_radial(cfg):
-                part = xp.sum(g, axis=2)  # [nf, nloc, M1]
+                part = xp.sum(g if mask is None else g * mask[..., None], axis=2)  # [nf, nloc, M1]
             else:
-                part = xp.matmul(xp.matrix_transpose(g), block)  # [nf, nloc, M1, 4]
-            if sel[tj] > width:
-                part = part + (sel[tj] - width) * _empty_slot_term(cfg, net, stats, atype, act)
+                rows = block if mask is None else block * mask[..., None]
+                part = xp.matmul(xp.matrix_transpose(g), rows)  # [nf, nloc, M1, 4]
+            term = _empty_slot_term(cfg, net, stats, atype, act)
+            if isinstance(n_empty, int):
+                if n_empty > 0:
+                    part = part + n_empty * term
+            else:
+                part = part + xp.reshape(n_empty, (*n_empty.shape, *([1] * (term.ndim - 2)))) * term
             if ti is not None:
                 sel_i = xp.reshape(atype == ti, (*atype.shape, *([1] * (part.ndim - 2))))
                 part = xp.where(sel_i, part, xp.zeros_like(part))
@@ -94,7 +129,7 @@ def descriptor(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist
         return acc
     m2 = cfg["axis_neuron"]
     d = xp.matmul(acc, xp.matrix_transpose(acc[:, :, :m2, :]))  # [nf, nloc, M1, M2]
-    return xp.reshape(d, (d.shape[0], nloc, d.shape[2] * m2))
+    return xp.reshape(d, (d.shape[0], d.shape[1], d.shape[2] * m2))
 
 
 def _empty_slot_term(cfg, net, stats, atype, act):

@@ -55,6 +55,17 @@ def trim_nlist(nlist, sel: list[int]):
     return np.concatenate(blocks, axis=-1), tuple(widths)
 
 
+def blocked_inputs(nlist, atype, sel: list[int]):
+    """The engines' fast-path inputs (model.atomic_outputs_blocked) from one frame's
+    type-blocked nlist [1, nloc, sum(sel)] and local types [1, nloc], as the C++ core builds
+    them: (per-type nlists [1, nloc, w_t] trimmed to their widest row, per-type local indices)."""
+    trimmed, widths = trim_nlist(nlist, sel)
+    bounds = np.cumsum((0, *widths))
+    nlists = [trimmed[..., a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    at = np.asarray(atype)[0]
+    return nlists, [np.nonzero(at == t)[0] for t in range(len(sel))]
+
+
 def pad_nlist(nlist, widths, new_widths):
     """A type-blocked nlist [nf, nloc, sum(widths)] widened block by block to new_widths
     (each >= its old width) with empty slots (-1)."""

@@ -73,7 +73,10 @@ def apply_net(params: dict, x, activation: str, embedding: bool, final_linear: b
         y = activate(y, activation)
         if "idt" in layer:
             y = y * layer["idt"]
-        if has_residual(nin, nout, embedding):
-            y = y + (x if nout == nin else xp.concat([x, x], axis=-1))
+        if nout == nin:
+            y = y + x
+        elif has_residual(nin, nout, embedding):  # y + [x, x], as a broadcast: no copy of x
+            shape = y.shape
+            y = xp.reshape(xp.reshape(y, (*shape[:-1], 2, nin)) + x[..., None, :], shape)
         x = y
     return x

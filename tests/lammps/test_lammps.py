@@ -86,6 +86,43 @@ def test_matches_deeppot(model_pth, lmp_env, tmp_path, triclinic, chunk):
                                atol=1e-9)
 
 
+def test_raw_neighbor_path_matches_deeppot(model_pth, lmp_env, tmp_path):
+    """A model without the blocked entry point (metadata "blocked": false) gets the raw
+    padded list through forward_lower, and gives the same numbers."""
+    raw = edit_metadata(model_pth, tmp_path / "raw.pth", blocked=False)
+    res = run_driver({"commands": setup_lines(raw)}, tmp_path / "run", lmp_env)
+    e, f, _ = deeppot_eval(model_pth, res)
+    assert abs(res["pe"] - e) / res["natoms"] <= 1e-10
+    np.testing.assert_allclose(np.array(res["f"]), f, rtol=0, atol=1e-10)
+
+
+def test_more_neighbors_than_sel_keeps_nearest(model_pth, lmp_env, tmp_path):
+    """With sel below the real neighbor counts the core keeps the nearest sel[t] of each type,
+    as the model's own selection does (its `forward`, images and list built in TorchScript)."""
+    import torch
+
+    from deepmd_md.backends.torch.freeze import freeze_pth
+    from deepmd_md.data.neighbor import extend_coord, neighbor_candidates
+    from deepmd_md.infer.deep_pot import load_model_data
+
+    data = load_model_data(str(model_pth))
+    sel = [20, 40]
+    data["config"]["descriptor"]["sel"] = sel
+    small = tmp_path / "small_sel.pth"
+    freeze_pth(data, str(small))
+    res = run_driver({"commands": setup_lines(small)}, tmp_path / "run", lmp_env)
+    x, box, types = np.array(res["x"]).reshape(1, -1, 3), lmp_box(res).reshape(1, 9), water_types()
+    rcut = data["config"]["descriptor"]["rcut"]
+    ext, eatype, _, _ = extend_coord(x, types[None], box, rcut)
+    nl = neighbor_candidates(ext, x.shape[1], rcut)
+    counts = [((nl >= 0) & (eatype[0][np.maximum(nl, 0)] == t)).sum(-1).max() for t in (0, 1)]
+    assert counts[0] > sel[0] and counts[1] > sel[1], counts  # the case must overflow
+    out = torch.jit.load(str(small)).forward(torch.tensor(x), torch.tensor(types[None]),
+                                             torch.tensor(box))
+    assert abs(res["pe"] - float(out["energy"][0])) / res["natoms"] <= 1e-10
+    np.testing.assert_allclose(np.array(res["f"]), out["force"][0].numpy(), rtol=0, atol=1e-10)
+
+
 # ---------------------------------------------------------------- MPI / newton
 @pytest.fixture(scope="module")
 def md_runs(model_pth, lmp_env, tmp_path_factory):

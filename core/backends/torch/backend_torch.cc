@@ -29,6 +29,7 @@ void copy_out(const at::Tensor& t, double* dst, int64_t n, const char* what) {
 
 struct Inputs {
   at::Tensor coord, atype, nlist, fparam, aparam;
+  std::vector<at::Tensor> nlists, center;  // blocked inputs (BackendInput::widths)
 };
 
 Inputs make_inputs(const dpmd::BackendInput& in) {
@@ -37,7 +38,17 @@ Inputs make_inputs(const dpmd::BackendInput& in) {
   Inputs r;
   r.coord = torch::from_blob(const_cast<double*>(in.coord), {1, in.nall, 3}, dopt);
   r.atype = torch::from_blob(const_cast<int64_t*>(in.atype), {1, in.nall}, iopt);
-  r.nlist = torch::from_blob(const_cast<int64_t*>(in.nlist), {1, in.nloc, in.nnei}, iopt);
+  if (in.widths) {
+    int64_t off = 0, coff = 0;
+    for (int64_t t = 0; t < in.ntypes; ++t) {
+      r.nlists.push_back(torch::from_blob(const_cast<int64_t*>(in.nlist) + off, {1, in.nloc, in.widths[t]}, iopt));
+      off += in.nloc * in.widths[t];
+      r.center.push_back(torch::from_blob(const_cast<int64_t*>(in.center_idx) + coff, {in.center_count[t]}, iopt));
+      coff += in.center_count[t];
+    }
+  } else {
+    r.nlist = torch::from_blob(const_cast<int64_t*>(in.nlist), {1, in.nloc, in.nnei}, iopt);
+  }
   if (in.fparam) r.fparam = torch::from_blob(const_cast<double*>(in.fparam), {1, in.dim_fparam}, dopt);
   if (in.aparam) r.aparam = torch::from_blob(const_cast<double*>(in.aparam), {1, in.nloc, in.dim_aparam}, dopt);
   return r;
@@ -68,12 +79,17 @@ class TorchScriptBackend : public dpmd::Backend {
     args.reserve(7);
     args.emplace_back(t.coord);
     args.emplace_back(t.atype);
-    args.emplace_back(t.nlist);
-    args.emplace_back(c10::IValue());  // mapping
-    args.emplace_back(t.fparam.defined() ? c10::IValue(t.fparam) : c10::IValue());
-    args.emplace_back(t.aparam.defined() ? c10::IValue(t.aparam) : c10::IValue());
+    if (in.widths) {  // forward_blocked(coord, atype, nlists, center_idx, do_atomic_virial)
+      args.emplace_back(c10::List<at::Tensor>(t.nlists));
+      args.emplace_back(c10::List<at::Tensor>(t.center));
+    } else {
+      args.emplace_back(t.nlist);
+      args.emplace_back(c10::IValue());  // mapping
+      args.emplace_back(t.fparam.defined() ? c10::IValue(t.fparam) : c10::IValue());
+      args.emplace_back(t.aparam.defined() ? c10::IValue(t.aparam) : c10::IValue());
+    }
     args.emplace_back(in.atomic_virial);
-    auto res = module_.get_method("forward_lower")(std::move(args));
+    auto res = module_.get_method(in.widths ? "forward_blocked" : "forward_lower")(std::move(args));
     auto d = res.toGenericDict();
     auto get = [&](const char* k) -> at::Tensor {
       auto it = d.find(std::string(k));
@@ -93,8 +109,9 @@ class TorchScriptBackend : public dpmd::Backend {
 };
 
 // AOTInductor package contract (see docs/lammps.md):
-//   inputs  (extended_coord [1,nall,3] f64, extended_atype [1,nall] i64,
-//            nlist [1,nloc,nnei] i64 [, fparam [1,dim_fparam]] [, aparam [1,nloc,dim_aparam]])
+//   inputs  (extended_coord [1,nall,3] f64, extended_atype [1,nall] i64, then either
+//            nlist [1,nloc,nnei] i64 [, fparam [1,dim_fparam]] [, aparam [1,nloc,dim_aparam]]
+//            or, for "blocked" models, nlist_t [1,nloc,nnei_t] and idx_t [natoms_t] per type t)
 //   outputs (atom_energy [1,nloc], energy [1], extended_force [1,nall,3],
 //            virial [1,9], extended_virial [1,nall,9])
 //   metadata: the package metadata key "deepmd_md.metadata" holds metadata.json
@@ -119,7 +136,13 @@ class AOTIBackend : public dpmd::Backend {
   }
   void compute_impl(const dpmd::BackendInput& in, dpmd::BackendOutput& out) {
     Inputs t = make_inputs(in);
-    std::vector<at::Tensor> args{t.coord, t.atype, t.nlist};
+    std::vector<at::Tensor> args{t.coord, t.atype};
+    if (in.widths) {
+      args.insert(args.end(), t.nlists.begin(), t.nlists.end());
+      args.insert(args.end(), t.center.begin(), t.center.end());
+    } else {
+      args.push_back(t.nlist);
+    }
     if (t.fparam.defined()) args.push_back(t.fparam);
     if (t.aparam.defined()) args.push_back(t.aparam);
     auto res = loader_->run(args);

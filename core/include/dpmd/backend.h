@@ -22,6 +22,14 @@ struct BackendInput {
   const double* aparam = nullptr;   // nloc*dim_aparam or null
   int64_t dim_aparam = 0;
   bool atomic_virial = false;
+  // Blocked neighbors (models whose metadata says "blocked": true), else null: nlist then
+  // holds ntypes blocks one after another, block t [nloc, widths[t]] with the type-t
+  // neighbors inside rcut (the nearest sel[t] when there are more), -1 padded; center_idx
+  // lists the local atoms by type, center_count[t] of type t.
+  int64_t ntypes = 0;
+  const int64_t* widths = nullptr;
+  const int64_t* center_idx = nullptr;
+  const int64_t* center_count = nullptr;
 };
 
 struct BackendOutput {

@@ -1,10 +1,12 @@
 """Freeze to an AOTInductor package `.pt2` (compiled C++ for this CPU's ISA).
 
 The shared model math is traced symbolically (make_fx, forces by autograd inside the trace),
-exported with dynamic nall/nloc/nnei and compiled. Contract (docs/lammps.md): positional inputs
-(coord [1, nall, 3] f64, atype [1, nall] i64, nlist [1, nloc, nnei] i64, raw), outputs
+exported with every size dynamic and compiled. Contract (docs/lammps.md): positional inputs
+(coord [1, nall, 3] f64, atype [1, nall] i64, then per type t nlist_t [1, nloc, nnei_t] i64,
+then per type t idx_t [natoms_t] i64: model.atomic_outputs_blocked's inputs), outputs
 (atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
-extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`.
+extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`
+(with "blocked": true).
 
 Sizes must stay symbolic through make_fx: a size read as a Python int anywhere in the traced
 code fixes it to the example's value (see _SymbolicSafe, and _check_not_specialised, which
@@ -22,7 +24,7 @@ from torch.overrides import TorchFunctionMode
 
 from deepmd_md.backends.torch.adapter import asarray
 from deepmd_md.backends.torch.freeze import metadata
-from deepmd_md.model.model import atomic_outputs, sel_of
+from deepmd_md.model.model import atomic_outputs_blocked
 from deepmd_md.serialize import atomic_write
 
 
@@ -52,19 +54,17 @@ def _take_along_dim(x, indices, dim=None):
     return torch.gather(x, dim, indices)
 
 
-def _lower_fn(data: dict):
+def _blocked_fn(data: dict):
+    """(coord, atype, nlist_0..nlist_{nt-1}, idx_0..idx_{nt-1}) -> the five outputs."""
     cfg = data["config"]
     params, buffers = asarray(data["params"]), asarray(data["buffers"])
-    pad_w = max(sel_of(cfg))
+    nt = len(cfg["type_map"])
 
-    def fn(coord, atype, nlist):
-        # a fixed pad keeps nnei >= max(sel) for the selection, whatever the engine passes
-        pad = torch.full((nlist.shape[0], nlist.shape[1], pad_w), -1, dtype=nlist.dtype)
-        nl = torch.cat([nlist, pad], dim=2)
+    def fn(coord, atype, *blocks):
         x = coord.detach().requires_grad_(True)
         with _SymbolicSafe():
-            ae = atomic_outputs(cfg, params, buffers, x, atype, nl, raw_nlist=True,
-                                static_shapes=True)["energy"].to(torch.float64)
+            ae = atomic_outputs_blocked(cfg, params, buffers, x, atype, list(blocks[:nt]),
+                                        list(blocks[nt:]))["energy"].to(torch.float64)
         (g,) = torch.autograd.grad(ae.sum(), [x])
         force = -g
         av = x.unsqueeze(-1) * force.unsqueeze(-2)
@@ -93,20 +93,26 @@ def freeze_pt2(data: dict, path: str) -> None:
     """Export and compile `data` to an AOTInductor package at `path` (atomically)."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    fn = _lower_fn(data)
+    fn = _blocked_fn(data)
     g = torch.Generator().manual_seed(0)
-    ntypes = len(data["config"]["type_map"])
-    nall, nloc, nnei = 17, 7, 11
+    nt = len(data["config"]["type_map"])
+    nall, nloc = 17, 7 + 2 * nt
     coord = torch.rand(1, nall, 3, generator=g, dtype=torch.float64) * 3.0
-    atype = torch.arange(nall).remainder(ntypes).reshape(1, nall)
-    nlist = torch.randint(-1, nall, (1, nloc, nnei), generator=g)
-    gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(coord, atype, nlist)
-    _check_not_specialised(gm, {"nall": (0, 1), "nloc": (2, 1), "nnei": (2, 2)})
-    dall = torch.export.Dim("nall", min=1)
-    dloc = torch.export.Dim("nloc", min=1)
-    dnei = torch.export.Dim("nnei", min=1)
-    ep = torch.export.export(gm, (coord, atype, nlist),
-                             dynamic_shapes=({1: dall}, {1: dall}, {1: dloc, 2: dnei}))
+    atype = torch.arange(nall).remainder(nt).reshape(1, nall)
+    # distinct example sizes, none 0 or 1, so that no two dims are traced as equal
+    nlists = [torch.randint(-1, nall, (1, nloc, 5 + 2 * t), generator=g) for t in range(nt)]
+    center = [torch.nonzero(atype[0, :nloc] == t)[:, 0] for t in range(nt)]
+    inputs = (coord, atype, *nlists, *center)
+    gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
+    dims = {"nall": (0, 1), "nloc": (2, 1)}
+    dims.update({f"nnei_{t}": (2 + t, 2) for t in range(nt)})
+    dims.update({f"natoms_{t}": (2 + nt + t, 0) for t in range(nt)})
+    _check_not_specialised(gm, dims)
+    dall, dloc = torch.export.Dim("nall", min=1), torch.export.Dim("nloc", min=1)
+    dyn = [{1: dall}, {1: dall}]
+    dyn += [{1: dloc, 2: torch.export.Dim(f"nnei_{t}", min=0)} for t in range(nt)]
+    dyn += [{0: torch.export.Dim(f"natoms_{t}", min=0)} for t in range(nt)]
+    ep = torch.export.export(gm, inputs, dynamic_shapes=tuple(dyn))
     meta = dict(metadata(data), format="deepmd_md.pt2")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "model.pt2")

@@ -2,8 +2,9 @@
 then a scripted wrapper adds autograd forces/virial, periodic images for `forward`, and metadata.
 
 Contract (read by the C++ core): methods `forward_lower` and `forward` (see keys.py for shapes),
-extra files `metadata.json` (type_map, rcut, sel, nnei, dim_fparam, dim_aparam, precision,
-message_passing, outputs) and `model.dp` (the backend-neutral model, for round trips).
+`forward_blocked` (the engines' fast path: model.atomic_outputs_blocked's inputs), extra files
+`metadata.json` (type_map, rcut, sel, nnei, dim_fparam, dim_aparam, precision,
+message_passing, blocked, outputs) and `model.dp` (the backend-neutral model, for round trips).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import warnings
 import torch
 
 from deepmd_md.backends.torch.adapter import asarray
-from deepmd_md.model.model import OUTPUTS, atomic_outputs, model_dtype, rcut_of, sel_of
+from deepmd_md.model.model import (
+    OUTPUTS,
+    atomic_outputs,
+    atomic_outputs_blocked,
+    model_dtype,
+    rcut_of,
+    sel_of,
+)
 from deepmd_md.serialize import atomic_write, save_dp
 from deepmd_md.tree import flatten, unflatten
 
@@ -32,7 +40,7 @@ def metadata(data: dict) -> dict:
         "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
         "dim_fparam": 0, "dim_aparam": 0,
         "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
-        "message_passing": False,
+        "message_passing": False, "blocked": True,
         "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
                              "c_differentiable": o.c_differentiable} for o in OUTPUTS},
     }
@@ -56,6 +64,11 @@ class _AtomEnergy(torch.nn.Module):
         return atomic_outputs(self.config, t["params"], t["buffers"], ext_coord, ext_atype,
                               nlist, raw_nlist=True)["energy"]
 
+    def blocked(self, ext_coord, ext_atype, nlists, center_idx):
+        t = unflatten({p: getattr(self, n) for n, p in self.names.items()})
+        return atomic_outputs_blocked(self.config, t["params"], t["buffers"], ext_coord,
+                                      ext_atype, nlists, center_idx)["energy"]
+
 
 class FrozenModel(torch.nn.Module):
     def __init__(self, atom_energy: torch.jit.ScriptModule, rcut: float, min_width: int):
@@ -77,6 +90,20 @@ class FrozenModel(torch.nn.Module):
             nlist = torch.cat([nlist, pad], dim=2)
         coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
         ae = self.atom_energy(coord, extended_atype, nlist).to(torch.float64)
+        return self._derive(coord, ae, do_atomic_virial)
+
+    @torch.jit.export
+    def forward_blocked(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
+                        nlists: list[torch.Tensor], center_idx: list[torch.Tensor],
+                        do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
+        """forward_lower from pre-sorted neighbors (model.atomic_outputs_blocked), nf == 1."""
+        coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
+        ae = self.atom_energy.blocked(coord, extended_atype, nlists, center_idx)
+        return self._derive(coord, ae.to(torch.float64), do_atomic_virial)
+
+    def _derive(self, coord: torch.Tensor, ae: torch.Tensor,
+                do_atomic_virial: bool) -> dict[str, torch.Tensor]:
+        nf = coord.shape[0]
         grad = torch.autograd.grad([ae.sum()], [coord])[0]
         assert grad is not None
         force = -grad
@@ -152,10 +179,16 @@ def build_frozen(data: dict) -> torch.jit.ScriptModule:
     width = max(sel_of(data["config"])) + 2
     nlist = torch.tensor([[[j for j in range(nall) if j != i] + [-1] * (width - nall + 1)
                            for i in range(nloc)]])
+    nlists = [torch.tensor([[[1, 3, -1], [4, -1, -1], [0, 5, -1]]]),
+              torch.tensor([[[2, 4], [0, 5], [-1, -1]]])][:ntypes]
+    nlists += [torch.full((1, nloc, 2), -1)] * (ntypes - len(nlists))
+    center = [torch.nonzero(ext_atype[0, :nloc] == t)[:, 0] for t in range(ntypes)]
     with warnings.catch_warnings():  # shape-dependent Python branches are config-static
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(_AtomEnergy(data).eval(), (ext_coord, ext_atype, nlist),
-                                 check_trace=False)
+        traced = torch.jit.trace_module(
+            _AtomEnergy(data).eval(),
+            {"forward": (ext_coord, ext_atype, nlist), "blocked": (ext_coord, ext_atype, nlists, center)},
+            check_trace=False)
     return torch.jit.script(FrozenModel(traced, rcut_of(data["config"]),
                                         max(sel_of(data["config"]))))
 
