@@ -202,6 +202,12 @@ def main():
             print(f"per-atom cost ratio 12288/1536 ({lay}): "
                   f"{by[('deepmd_md', 12288, lay)] / by[('deepmd_md', 1536, lay)]:.3f}")
     for n in args.sizes:
+        dp = [by[k] for k in by if k[0] == "deepmd-kit" and k[1] == n]
+        for lay in args.layouts:
+            if dp and ("deepmd_md", n, lay) in by:
+                print(f"deepmd_md / deepmd-kit's best at {n} atoms ({lay}): "
+                      f"{by[('deepmd_md', n, lay)] / min(dp):.3f}")
+    for n in args.sizes:
         if ("deepmd_md", n, "2x1") in by and ("deepmd_md", n, "1x1") in by:
             print(f"2-rank parallel efficiency at {n} atoms: "
                   f"{by[('deepmd_md', n, '1x1')] / (2 * by[('deepmd_md', n, '2x1')]):.2f}")
