@@ -191,32 +191,30 @@ void build_nlist(dpmd_model* m, const double* x, int s0, int s1, const int* rema
   }
   const auto& sel = m->info.sel;
   const int nt = int(sel.size());
-  auto count = [&](int i, int64_t* c) {
-    std::fill(c, c + nt, 0);
+  // neighbors per (atom, type), then each block's width: the widest row, at most sel
+  m->cnt.assign(size_t(n) * nt, 0);
+  m->widths.assign(nt, 0);
+  for (int i = s0; i < s1; ++i) {
+    int64_t* c = m->cnt.data() + size_t(i - s0) * nt;
     const int* src = m->kept.data() + m->row_start[i];
     for (int k = 0; k < m->row_count[i]; ++k) c[m->atype[src[k]]]++;
-  };
-  m->widths.assign(nt, 0);
-  m->cnt.assign(size_t(nt), 0);
-  for (int i = s0; i < s1; ++i) {
-    count(i, m->cnt.data());
-    for (int t = 0; t < nt; ++t) m->widths[t] = std::max(m->widths[t], std::min(m->cnt[t], sel[t]));
+    for (int t = 0; t < nt; ++t) m->widths[t] = std::max(m->widths[t], std::min(c[t], sel[t]));
   }
   std::vector<size_t> off(nt + 1, 0);
   for (int t = 0; t < nt; ++t) off[t + 1] = off[t] + size_t(n) * m->widths[t];
   m->nlist.assign(off[nt], -1);
   std::vector<int64_t> pos(nt);
   for (int i = s0; i < s1; ++i) {
-    count(i, m->cnt.data());
+    const int64_t* c = m->cnt.data() + size_t(i - s0) * nt;
     std::fill(pos.begin(), pos.end(), 0);
     const int* src = m->kept.data() + m->row_start[i];
     auto slot = [&](int t) { return m->nlist.data() + off[t] + size_t(i - s0) * m->widths[t] + pos[t]++; };
     for (int k = 0; k < m->row_count[i]; ++k) {
       const int t = int(m->atype[src[k]]);
-      if (m->cnt[t] <= sel[t]) *slot(t) = to(src[k]);
+      if (c[t] <= sel[t]) *slot(t) = to(src[k]);
     }
     for (int t = 0; t < nt; ++t) {
-      if (m->cnt[t] <= sel[t]) continue;
+      if (c[t] <= sel[t]) continue;
       // more type-t neighbors than sel: keep the nearest, as the model's own selection does
       auto& near = m->near;
       near.clear();
@@ -373,13 +371,12 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
     }
 
     // neighbor list: keep neighbors within rcut (the engine's list includes
-    // the skin), pad rows with -1 to the widest row.
+    // the skin); build_nlist lays them out for the backend.
     const double rc2 = info.rcut * info.rcut;
     const double* x = in->coord;
     m->row_start.assign(nloc, 0);
     m->row_count.assign(nloc, 0);
     m->kept.clear();
-    int maxn = 0;
     if (in->inum > 0 && (!in->ilist || !in->numneigh || !in->firstneigh))
       throw std::runtime_error("incomplete neighbor list");
     for (int ii = 0; ii < in->inum; ++ii) {
@@ -397,7 +394,6 @@ int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
       }
       m->row_start[i] = start;
       m->row_count[i] = int(m->kept.size()) - start;
-      maxn = std::max(maxn, m->row_count[i]);
     }
     if (nloc == 0) {
       std::fill(out->force, out->force + 3 * size_t(nall), 0.0);

@@ -18,14 +18,14 @@ def init_params(cfg: dict, dim_in: int, ntypes: int, rng: np.random.Generator, d
 
 
 def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None,
-                  static_shapes: bool = False, center_idx=None):
+                  center_idx=None):
     """desc: [nf, nloc, d]; atype: [nf, nloc]; bias: [nt] -> atomic energy [nf, nloc].
 
     type_split: atoms per type when atoms are sorted by type (static); then each type's net
     sees only its own atoms. Otherwise, where shapes may depend on data, each net runs on the
-    rows of its type; under static_shapes (jax.jit, torch.export) every net runs on all atoms
-    and a mask picks (nt x the work), unless center_idx ([n_t] local indices of each type's
-    atoms, nf == 1; any n_t, dynamic) says which rows each net takes.
+    rows of its type; under jax.jit (static shapes) every net runs on all atoms and a mask
+    picks (nt x the work). center_idx ([n_t] local indices of each type's atoms, nf == 1; any
+    n_t, dynamic: the engines' fast path) says which rows each net takes.
     """
     xp = array_namespace(desc)
     act = cfg["activation_function"]
@@ -41,7 +41,7 @@ def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None,
         return out + xp.concat(parts, axis=1)
     if center_idx is not None:
         return out + _by_type_index(params, desc, center_idx, act)
-    if not (static_shapes or is_jax_namespace(xp)):  # dynamic shapes: each net sees its own atoms
+    if not is_jax_namespace(xp):  # dynamic shapes: each net sees its own atoms
         return out + _by_type_gather(params, desc, atype, act, bias.shape[0])
     for t in range(bias.shape[0]):  # static shapes (jax.jit): every net on all atoms, masked
         e = apply_net(params[f"t{t}"], desc, act, embedding=False, final_linear=True)[..., 0]

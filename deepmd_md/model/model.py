@@ -74,8 +74,7 @@ def init_model(config: dict, seed: int | None = None) -> dict:
 
 
 def atomic_outputs(config: dict, params: dict, buffers: dict, ext_coord, ext_atype, nlist,
-                   raw_nlist: bool = False, type_split=None, widths=None,
-                   static_shapes: bool = False) -> dict:
+                   raw_nlist: bool = False, type_split=None, widths=None) -> dict:
     """Per-atom outputs of OUTPUTS: {"energy": [nf, nloc]}.
 
     ext_coord: [nf, nall, 3]; ext_atype: [nf, nall]; nlist: [nf, nloc, sum(sel)] type-blocked,
@@ -94,7 +93,7 @@ def atomic_outputs(config: dict, params: dict, buffers: dict, ext_coord, ext_aty
                               widths)
     atype = ext_atype[:, : nlist.shape[1]]
     e = fitting.atomic_energy(config["fitting_net"], params["fitting"], buffers["bias_atom_e"],
-                              d, atype, type_split, static_shapes)
+                              d, atype, type_split)
     return {"energy": e}
 
 

@@ -9,8 +9,8 @@ extended_virial [1, nall, 9]); metadata JSON under the package metadata key `dee
 (with "blocked": true).
 
 Sizes must stay symbolic through make_fx: a size read as a Python int anywhere in the traced
-code fixes it to the example's value (see _SymbolicSafe, and _check_not_specialised, which
-refuses such a trace instead of compiling a package that only fits the example).
+code fixes it to the example's value; _check_not_specialised refuses such a trace instead of
+compiling a package that only fits the example.
 """
 
 from __future__ import annotations
@@ -20,38 +20,11 @@ import os
 import tempfile
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from deepmd_md.backends.torch.adapter import asarray
 from deepmd_md.backends.torch.freeze import metadata
 from deepmd_md.model.model import atomic_outputs_blocked
 from deepmd_md.serialize import atomic_write
-
-
-class _SymbolicSafe(TorchFunctionMode):
-    """Reroutes torch calls whose composite kernels specialise symbolic sizes during make_fx.
-
-    torch.take_along_dim (array_api_compat's take_along_axis, used by env.format_nlist) is
-    CompositeImplicit: its C++ kernel reads self.sizes() as plain ints (and wraps indices by the
-    traced size), which guards nloc and nnei to the example's values. aten.gather, to which it
-    reduces, is traced symbolically."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in (torch.take_along_dim, torch.Tensor.take_along_dim):
-            return _take_along_dim(*args, **kwargs)
-        return func(*args, **kwargs)
-
-
-def _take_along_dim(x, indices, dim=None):
-    if dim is None:
-        return torch.gather(x.reshape(-1), 0, indices.reshape(-1))
-    dim = dim % x.ndim
-    lead = torch.broadcast_shapes(x.shape[:dim] + (1,) + x.shape[dim + 1:],
-                                  indices.shape[:dim] + (1,) + indices.shape[dim + 1:])
-    x = x.expand(lead[:dim] + (x.shape[dim],) + lead[dim + 1:])
-    indices = indices.expand(lead[:dim] + (indices.shape[dim],) + lead[dim + 1:])
-    return torch.gather(x, dim, indices)
 
 
 def _blocked_fn(data: dict):
@@ -62,9 +35,8 @@ def _blocked_fn(data: dict):
 
     def fn(coord, atype, *blocks):
         x = coord.detach().requires_grad_(True)
-        with _SymbolicSafe():
-            ae = atomic_outputs_blocked(cfg, params, buffers, x, atype, list(blocks[:nt]),
-                                        list(blocks[nt:]))["energy"].to(torch.float64)
+        ae = atomic_outputs_blocked(cfg, params, buffers, x, atype, list(blocks[:nt]),
+                                    list(blocks[nt:]))["energy"].to(torch.float64)
         (g,) = torch.autograd.grad(ae.sum(), [x])
         force = -g
         av = x.unsqueeze(-1) * force.unsqueeze(-2)
