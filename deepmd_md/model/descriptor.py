@@ -114,12 +114,11 @@ def _reduce(cfg: dict, params: dict, stats: dict, atype, blocks):
             else:
                 rows = block if mask is None else block * mask[..., None]
                 part = xp.matmul(xp.matrix_transpose(g), rows)  # [nf, nloc, M1, 4]
-            term = _empty_slot_term(cfg, net, stats, atype, act)
-            if isinstance(n_empty, int):
-                if n_empty > 0:
-                    part = part + n_empty * term
-            else:
+            if not isinstance(n_empty, int):  # per atom: [nf, nloc] -> broadcast over M1(, 4)
+                term = _empty_slot_term(cfg, net, stats, atype, act)
                 part = part + xp.reshape(n_empty, (*n_empty.shape, *([1] * (term.ndim - 2)))) * term
+            elif n_empty > 0:
+                part = part + n_empty * _empty_slot_term(cfg, net, stats, atype, act)
             if ti is not None:
                 sel_i = xp.reshape(atype == ti, (*atype.shape, *([1] * (part.ndim - 2))))
                 part = xp.where(sel_i, part, xp.zeros_like(part))
