@@ -264,19 +264,42 @@ def test_water_example_mpirun(model_pth, lmp_env):
     assert "Loop time" in p.stdout and "2 MPI tasks" in p.stdout
 
 
-def test_pt2_same_as_pth(model_pth, lmp_env, tmp_path):
-    try:
-        from deepmd_md.backends.torch.aoti import freeze_pt2
-    except ImportError:
-        pytest.skip("no .pt2 (AOTInductor) freezer yet (deepmd_md.backends.torch.aoti)")
+@pytest.fixture(scope="module")
+def model_pt2(model_pth, tmp_path_factory):
+    from deepmd_md.backends.torch.aoti import freeze_pt2
     from deepmd_md.infer.deep_pot import load_model_data
 
-    pt2 = tmp_path / "model.pt2"
+    pt2 = tmp_path_factory.mktemp("pt2") / "model.pt2"
     freeze_pt2(load_model_data(str(model_pth)), str(pt2))
+    return pt2
+
+
+def test_pt2_same_as_pth(model_pth, model_pt2, lmp_env, tmp_path):
     a = run_driver({"commands": setup_lines(model_pth)}, tmp_path / "a", lmp_env)
-    b = run_driver({"commands": setup_lines(pt2)}, tmp_path / "b", lmp_env)
+    b = run_driver({"commands": setup_lines(model_pt2)}, tmp_path / "b", lmp_env)
     assert abs(a["pe"] - b["pe"]) / a["natoms"] <= 1e-10
     np.testing.assert_allclose(b["f"], a["f"], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("fmt", ["pth", "pt2"])
+def test_threads_same_as_one_thread(fmt, model_pth, model_pt2, lmp_env, tmp_path):
+    """OMP_NUM_THREADS=2 in one rank: the core runs chunks of atoms on two threads (here 17
+    atoms each, several per thread); energies, forces, per-atom energies and virials equal the
+    one-thread run and DeepPot."""
+    model = model_pth if fmt == "pth" else model_pt2
+    spec = {"commands": setup_lines(model), "computes_peratom": [["pea", 1], ["sa", 6]]}
+    runs = {}
+    for threads in ("1", "2"):
+        env = dict(lmp_env, OMP_NUM_THREADS=threads, DPMD_MD_CHUNK="17")
+        runs[threads] = run_driver(spec, tmp_path / threads, env)
+    one, two = runs["1"], runs["2"]
+    e, f, _ = deeppot_eval(model_pth, two)
+    assert abs(two["pe"] - e) / two["natoms"] <= 1e-10
+    np.testing.assert_allclose(np.array(two["f"]), f, rtol=0, atol=1e-10)
+    for key in ("f", "virial", "pea", "sa"):
+        # (stress/atom is in bar A^3, up to 1e7: summation order shows at 1e-16 relative)
+        np.testing.assert_allclose(np.array(two[key]), np.array(one[key]), rtol=1e-12, atol=1e-9,
+                                   err_msg=key)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 // PyTorch backend of the deepmd_md core: TorchScript (.pth) and AOTInductor
 // (.pt2) frozen models.  Built into its own shared object, dlopened by the core.
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
+
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 
@@ -170,6 +172,12 @@ void apply_threads(int intra, int inter) {
     intra = (omp && std::atoi(omp) > 0) ? std::atoi(omp) : 1;
   }
   at::set_num_threads(intra);
+  // AOTInductor kernels take their OpenMP runtime from the process' global symbol scope
+  // (in LAMMPS, its own libgomp, not torch's): set this thread's count there as well.
+  using omp_set_fn = void (*)(int);
+  // (dlopen(nullptr): the global scope itself; RTLD_DEFAULT would look in ours first, DEEPBIND)
+  static const auto global_omp = reinterpret_cast<omp_set_fn>(dlsym(dlopen(nullptr, RTLD_NOW), "omp_set_num_threads"));
+  if (global_omp) global_omp(intra);
   if (inter <= 0) inter = 1;
   std::call_once(g_thread_once, [inter] {
     try {

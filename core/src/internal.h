@@ -1,0 +1,72 @@
+// Internal types of the deepmd_md core shared by core.cc (C API, loading, metadata) and
+// compute.cc (type mapping, neighbor lists, chunked backend calls).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dpmd/backend.h"
+#include "dpmd_c.h"
+#include "pool.h"
+
+namespace dpmd {
+
+struct ModelInfo {
+  std::vector<std::string> type_map;
+  double rcut = 0.0;
+  double ghost_cutoff = 0.0;
+  std::vector<int64_t> sel;
+  int nsel = 0;
+  int dim_fparam = 0;
+  int dim_aparam = 0;
+  bool message_passing = false;
+  bool blocked = false;  // takes per-type neighbor blocks (BackendInput::widths)
+  std::string precision = "float64";
+};
+
+// One worker's buffers: the backend input of one chunk and what the worker adds up.
+struct Scratch {
+  std::vector<int64_t> nlist, widths, center_idx, center_count, cnt;
+  std::vector<std::pair<double, int>> near;
+  std::vector<int> remap, ids;
+  std::vector<double> c_coord, c_force, c_av;
+  std::vector<int64_t> c_atype;
+  // sums over this worker's chunks (workers > 0; worker 0 writes to the output)
+  std::vector<double> force, atom_virial;
+  double energy = 0.0, virial[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+};
+
+// per-thread intra-op threads of the backend library (null: not provided)
+typedef int (*SetThreadsFn)(int intra_op, int inter_op);
+
+}  // namespace dpmd
+
+struct dpmd_model {
+  // backends[w] serves worker w: one instance per thread, so no call is shared
+  std::vector<std::unique_ptr<dpmd::Backend>> backends;
+  dpmd::SetThreadsFn set_threads = nullptr;
+  std::string backend_name;
+  std::string meta_json;
+  dpmd::ModelInfo info;
+  std::vector<int> type_map;
+  bool has_type_map = false;
+  // shared by all workers (read-only while they run)
+  std::vector<int64_t> atype;
+  std::vector<int> row_start, row_count, kept;
+  std::vector<dpmd::Scratch> scratch;  // one per worker
+  std::unique_ptr<dpmd::WorkerPool> pool;
+  int chunk = 0;
+  int threads = 1;  // workers: chunks run concurrently, each backend call on one thread
+  // optional timing (DPMD_MD_PROFILE=1): printed to stderr when the model is freed
+  bool profile = false;
+  long ncalls = 0;
+  double t_prep = 0.0, t_backend = 0.0;
+  std::string path;
+  ~dpmd_model();
+};
+
+namespace dpmd {
+void set_error(const std::string& m);
+}
