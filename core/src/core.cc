@@ -1,6 +1,7 @@
 // deepmd_md core: C API, backend loading (dlopen by file type), metadata,
 // type mapping and neighbor-list conversion. Written once for every engine.
 #include <dlfcn.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -138,6 +139,29 @@ dpmd_model::~dpmd_model() {
                  path.c_str(), ncalls, 1e3 * t_prep / ncalls, 1e3 * t_backend / ncalls);
 }
 
+namespace {
+
+// glibc returns freed blocks above its mmap threshold (128 KiB, raised as it goes) and the heap
+// top above 128 KiB to the kernel at once. A model call allocates and frees tens of MB of
+// intermediates, so every call paid page faults on fresh pages (perf: 4-18 % of a LAMMPS step
+// in the kernel). Keep them: blocks up to 32 MiB (the most glibc allows) come from the heap,
+// and up to 512 MiB of free heap stays mapped. Skipped when the user tunes malloc.
+void tune_malloc() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* t = std::getenv("GLIBC_TUNABLES");
+    if ((t && std::strstr(t, "malloc")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
+        std::getenv("MALLOC_TRIM_THRESHOLD_") || std::getenv("DPMD_MD_NO_MALLOC_TUNING"))
+      return;
+#ifdef M_MMAP_THRESHOLD
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+#endif
+  });
+}
+
+}  // namespace
+
 extern "C" {
 
 const char* dpmd_last_error(void) { return g_last_error.c_str(); }
@@ -166,6 +190,7 @@ dpmd_model* dpmd_model_load(const char* path_c) {
     m->path = path;
     const char* prof = std::getenv("DPMD_MD_PROFILE");
     m->profile = prof && *prof && *prof != '0';
+    tune_malloc();
     const char* ch = std::getenv("DPMD_MD_CHUNK");
     m->chunk = (ch && *ch) ? std::atoi(ch) : kDefaultChunk;
     m->meta_json = b->metadata_json();
