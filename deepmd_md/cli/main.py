@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from deepmd_md.errors import DPMDError
 
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # torch.export's pytree pickling warns about its own deprecated LeafSpec on every freeze to .pt2:
+    # noise for users, nothing they can act on
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     try:
         from deepmd_md.cli import commands
 
