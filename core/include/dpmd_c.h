@@ -54,8 +54,11 @@ const char* dpmd_model_precision(const dpmd_model* model); /* "float64", "float3
  * map atype holds model types directly. Returns 0 on success. */
 int dpmd_model_set_type_map(dpmd_model* model, int n, const int* map);
 
-/* Number of intra-op threads of the framework (<=0: keep default, which is
- * OMP_NUM_THREADS if set, else 1). Process-wide. */
+/* Threads per model (<=0: keep default, which is OMP_NUM_THREADS if set,
+ * else 1). Process-wide; a model takes the count when it is loaded: its
+ * chunks of local atoms then run on that many worker threads, one model
+ * call per thread (message-passing models: the framework's intra-op
+ * threads instead). */
 int dpmd_set_num_threads(int intra_op, int inter_op);
 
 typedef struct {

@@ -1,5 +1,5 @@
-// deepmd_md core: C API, backend loading (dlopen by file type), metadata,
-// type mapping and neighbor-list conversion. Written once for every engine.
+// deepmd_md core: C API, backend loading (dlopen by file type), metadata. The evaluation
+// itself (type mapping, neighbor lists, chunks on worker threads) is in compute.cc.
 #include <dlfcn.h>
 #include <malloc.h>
 
@@ -143,8 +143,8 @@ namespace {
 
 // glibc returns freed blocks above its mmap threshold (128 KiB, raised as it goes) and the heap
 // top above 128 KiB to the kernel at once. A model call allocates and frees tens of MB of
-// intermediates, so every call paid page faults on fresh pages (perf: 4-18 % of a LAMMPS step
-// in the kernel). Keep them: blocks up to 32 MiB (the most glibc allows) come from the heap,
+// intermediates, so every call paid page faults on fresh pages (measured: 9 % of a LAMMPS step
+// at 1,536 atoms). Keep them: blocks up to 32 MiB (the most glibc allows) come from the heap,
 // and up to 512 MiB of free heap stays mapped. Skipped when the user tunes malloc.
 void tune_malloc() {
   static std::once_flag once;

@@ -38,15 +38,12 @@ struct Scratch {
   double energy = 0.0, virial[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
 };
 
-// per-thread intra-op threads of the backend library (null: not provided)
-typedef int (*SetThreadsFn)(int intra_op, int inter_op);
-
 }  // namespace dpmd
 
 struct dpmd_model {
   // backends[w] serves worker w: one instance per thread, so no call is shared
   std::vector<std::unique_ptr<dpmd::Backend>> backends;
-  dpmd::SetThreadsFn set_threads = nullptr;
+  dpmd_backend_set_threads_fn set_threads = nullptr;  // called per worker thread
   std::string backend_name;
   std::string meta_json;
   dpmd::ModelInfo info;
