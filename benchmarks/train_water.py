@@ -2,6 +2,11 @@
 DeePMD-kit when a venv with it is given. Prints s/step, validation RMSE on data_3, and ratios.
 
     python benchmarks/train_water.py --steps 1000 [--dp-venv /tmp/dp] [--backends torch jax]
+    python benchmarks/train_water.py --seeds 1 2 3 4 --backends torch+compile --dp-frameworks pt
+
+--seeds S...: one run per S, with the example's model seeds set to S and its training seed to
+S + 9 (S = 1 is the example as shipped), then the mean and spread of the RMSEs: after 1000
+steps they vary with the seed far more than between codes, so compare distributions.
 
 Machines differ 2x: only the ratios within one run mean anything.
 """
@@ -24,11 +29,19 @@ KEEP: Path | None = None  # --keep: where the frozen models are copied (for lamm
 EXAMPLE = ROOT / "examples" / "water"
 
 
+SEED: int | None = None  # --seeds: the model seed of this run (training seed SEED + 9)
+
+
 def _workdir(tmp: Path, name: str, steps: int) -> Path:
+    if SEED is not None:
+        name = f"{name}-s{SEED}"
     d = tmp / name / "se_e2_a"
     d.mkdir(parents=True)
     (tmp / name / "data").symlink_to(EXAMPLE / "data")
     cfg = json.loads((EXAMPLE / "se_e2_a" / "input.json").read_text())
+    if SEED is not None:
+        cfg["model"]["descriptor"]["seed"] = cfg["model"]["fitting_net"]["seed"] = SEED
+        cfg["training"]["seed"] = SEED + 9
     cfg["training"]["numb_steps"] = steps
     cfg["training"]["save_freq"] = steps
     cfg["training"]["disp_freq"] = 100
@@ -83,6 +96,42 @@ def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
             "compile_s": 0.0}
 
 
+def _env(threads: str) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS=threads, PYTHONPATH=str(ROOT),
+                TF_INTRA_OP_PARALLELISM_THREADS=threads, TF_INTER_OP_PARALLELISM_THREADS="1",
+                DP_INTRA_OP_PARALLELISM_THREADS=threads, DP_INTER_OP_PARALLELISM_THREADS="1")
+
+
+def seed_sweep(args) -> None:
+    """RMSE per seed and their mean / sample std / min / max, per code."""
+    global SEED
+    env = _env(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-seeds-"))
+    runs = {}
+    try:
+        for seed in args.seeds:
+            SEED = seed
+            for fw in args.dp_frameworks if args.dp_venv else []:
+                r = deepmd_kit(tmp, args.dp_venv, fw, args.steps, env)
+                runs.setdefault(f"deepmd-kit {fw}", []).append(r)
+                print(f"seed {seed} deepmd-kit {fw}: {r}", flush=True)
+            for b in args.backends:
+                r = ours(tmp, b, args.steps, env)
+                runs.setdefault(f"deepmd_md {b}", []).append(r)
+                print(f"seed {seed} deepmd_md {b}: {r}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nwater se_e2_a, {args.steps} steps, seeds {args.seeds} (training seed + 9), "
+          "validation data_3")
+    for k, rs in runs.items():
+        for key, unit in (("e_rmse_mev_atom", "E meV/atom"), ("f_rmse", "F eV/A")):
+            v = [r[key] for r in rs]
+            mean = sum(v) / len(v)
+            sd = (sum((x - mean) ** 2 for x in v) / max(len(v) - 1, 1)) ** 0.5
+            print(f"{k:<24s} {unit:<11s} mean {mean:.3f} sd {sd:.3f} min {min(v):.3f} "
+                  f"max {max(v):.3f}  [{' '.join(f'{x:.3f}' for x in v)}]")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1000)
@@ -92,14 +141,15 @@ def main():
     ap.add_argument("--dp-frameworks", nargs="+", default=["tf"], help="tf and/or pt")
     ap.add_argument("--threads", default="2")
     ap.add_argument("--keep", type=Path, help="copy the frozen models here")
+    ap.add_argument("--seeds", type=int, nargs="+", help="one run per model seed (see above)")
     args = ap.parse_args()
+    if args.seeds:
+        return seed_sweep(args)
     global KEEP
     KEEP = args.keep
     if KEEP:
         KEEP.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=args.threads, PYTHONPATH=str(ROOT),
-               TF_INTRA_OP_PARALLELISM_THREADS=args.threads, TF_INTER_OP_PARALLELISM_THREADS="1",
-               DP_INTRA_OP_PARALLELISM_THREADS=args.threads, DP_INTER_OP_PARALLELISM_THREADS="1")
+    env = _env(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     rows = {}
     try:
