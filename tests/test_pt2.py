@@ -128,3 +128,34 @@ def test_pt2_metadata(frozen):
     assert meta["precision"] == "float64"
     assert meta["outputs"]["energy"] == {"reducible": True, "r_differentiable": True,
                                          "c_differentiable": True}
+
+
+def test_fast_tanh_rewrite():
+    """The freeze's tanh rewrite (_fast_tanh): no aten.tanh left in the graph, values within
+    4e-16 of torch.tanh from 0 to overflow (and +-1 exactly there, NaN kept), and the traced
+    derivative still 1 - y^2 of the rewritten y."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from deepmd_md.backends.torch.aoti import _fast_tanh
+
+    def fn(x):
+        x = x.detach().requires_grad_(True)
+        y = torch.tanh(x * 1.5)
+        (g,) = torch.autograd.grad((y * y).sum(), [x])
+        return y, g
+
+    x = torch.tensor([0.0, 1e-300, -1e-12, 1e-6, -0.3, 0.5, 2.0, -7.0, 19.0, 400.0, -400.0,
+                      float("nan")], dtype=torch.float64)
+    x = torch.cat([x, torch.linspace(-25.0, 25.0, 5001, dtype=torch.float64)])
+    gm = make_fx(fn)(x)
+    assert _fast_tanh(gm) == 1
+    assert torch.ops.aten.tanh.default not in {n.target for n in gm.graph.nodes}
+    y, g = gm(x)
+    y0, g0 = fn(x)
+    assert torch.isnan(y[11]) and torch.isnan(g[11])
+    ok = ~torch.isnan(x)
+    assert (y - y0)[ok].abs().max() <= 4e-16
+    assert y[9] == 1.0 and y[10] == -1.0
+    yy = y.detach()
+    torch.testing.assert_close(g[ok], (2 * yy * (1 - yy * yy) * 1.5)[ok], rtol=0, atol=1e-15)
+    assert (g - g0)[ok].abs().max() <= 4e-15
