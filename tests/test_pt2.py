@@ -131,12 +131,12 @@ def test_pt2_metadata(frozen):
 
 
 def test_fast_tanh_rewrite():
-    """The freeze's tanh rewrite (_fast_tanh): no aten.tanh left in the graph, values within
+    """The freeze's tanh rewrite (fast_tanh): no aten.tanh left in the graph, values within
     4e-16 of torch.tanh from 0 to overflow (and +-1 exactly there, NaN kept), and the traced
     derivative still 1 - y^2 of the rewritten y."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    from deepmd_md.backends.torch.aoti import _fast_tanh
+    from deepmd_md.backends.torch.fx_rewrite import fast_tanh
 
     def fn(x):
         x = x.detach().requires_grad_(True)
@@ -148,7 +148,7 @@ def test_fast_tanh_rewrite():
                       float("nan")], dtype=torch.float64)
     x = torch.cat([x, torch.linspace(-25.0, 25.0, 5001, dtype=torch.float64)])
     gm = make_fx(fn)(x)
-    assert _fast_tanh(gm) == 1
+    assert fast_tanh(gm) == 1
     assert torch.ops.aten.tanh.default not in {n.target for n in gm.graph.nodes}
     y, g = gm(x)
     y0, g0 = fn(x)

@@ -23,6 +23,7 @@ import torch
 
 from deepmd_md.backends.torch.adapter import asarray
 from deepmd_md.backends.torch.freeze import metadata
+from deepmd_md.backends.torch.fx_rewrite import fast_tanh
 from deepmd_md.model.model import atomic_outputs_blocked
 from deepmd_md.serialize import atomic_write
 
@@ -44,34 +45,6 @@ def _blocked_fn(data: dict):
         return (ae, ae.sum(-1), force, av.sum(1).reshape(nf, 9), av.reshape(nf, -1, 9))
 
     return fn
-
-
-def _fast_tanh(gm) -> int:
-    """Rewrite every aten.tanh in the traced graph as 1 - 2 / (exp(2x) + 1); returns the count.
-
-    Why: the compiled kernels' fp64 tanh (Sleef, 1-ulp) costs ~8 ns an element here against ~3
-    for this form, and a water step takes ~175 tanh per neighbor pair. The backward is untouched:
-    autograd traced tanh's derivative as tanh_backward(grad, y), which reads the rewritten y, so
-    no extra terms enter the backward (differentiating the formula itself did cost more than it
-    saved). Error: |dy| <= 4e-16 absolute (relative 3e-11 as x -> 0, where y ~ x); x -> +-inf
-    gives exactly +-1 and NaN stays NaN."""
-    aten = torch.ops.aten
-    graph, n = gm.graph, 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target is not aten.tanh.default:
-            continue
-        with graph.inserting_before(node):
-            e = graph.call_function(aten.exp.default, (graph.call_function(
-                aten.mul.Tensor, (node.args[0], 2.0)),))
-            q = graph.call_function(aten.reciprocal.default, (graph.call_function(
-                aten.add.Tensor, (e, 1.0)),))
-            y = graph.call_function(aten.add.Tensor, (graph.call_function(
-                aten.mul.Tensor, (q, -2.0)), 1.0))
-        node.replace_all_uses_with(y)
-        graph.erase_node(node)
-        n += 1
-    gm.recompile()
-    return n
 
 
 def _check_not_specialised(gm, dims: dict) -> None:
@@ -108,8 +81,7 @@ def freeze_pt2(data: dict, path: str) -> None:
     dims.update({f"nnei_{t}": (2 + t, 2) for t in range(nt)})
     dims.update({f"natoms_{t}": (2 + nt + t, 0) for t in range(nt)})
     _check_not_specialised(gm, dims)
-    if os.environ.get("DPMD_MD_EXACT_TANH") != "1":
-        _fast_tanh(gm)
+    fast_tanh(gm)
     dall, dloc = torch.export.Dim("nall", min=1), torch.export.Dim("nloc", min=1)
     dyn = [{1: dall}, {1: dall}]
     dyn += [{1: dloc, 2: torch.export.Dim(f"nnei_{t}", min=0)} for t in range(nt)]
