@@ -359,7 +359,8 @@ TRAINING = (
     Arg("compile", "bool|str", "auto", "deepmd_md: compile the whole training step (loss, "
         "forces, gradients) with torch Inductor. About a minute per system shape on a cold "
         "cache (cached on disk), then about 1.4x faster steps (water example). \"auto\" compiles from "
-        "2000 remaining steps on. JAX always compiles (jit).", check=_check_compile),
+        "2000 remaining steps on. JAX always compiles (jit). tanh runs as 1 - 2/(exp(2x)+1) in the "
+        "compiled step (within 4e-16; DPMD_MD_EXACT_TANH=1 keeps tanh).", check=_check_compile),
     Arg("change_bias_after_training", "bool", False, "Refit the energy bias after training.",
         status=U),
     Arg("stat_file", "str|None", None, "File caching the data statistics.", status=IGN),
