@@ -12,7 +12,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from deepmd_md.model.env import env_matrix
-from deepmd_md.model.nn import apply_net, init_net
+from deepmd_md.model.nn import apply_embedding_fm, apply_net, init_net
 
 
 def is_radial(cfg: dict) -> bool:
@@ -108,12 +108,15 @@ def _reduce(cfg: dict, params: dict, stats: dict, atype, blocks):
     for tj, (block, mask, n_empty) in enumerate(blocks):
         for ti in [None] if one_side else range(ntypes):
             net = params[f"t{tj}"] if one_side else params[f"t{ti}_{tj}"]
-            g = apply_net(net, block[..., :1], act, embedding=True)  # [nf, nloc, w, M1]
-            if is_radial(cfg):
-                part = xp.sum(g if mask is None else g * mask[..., None], axis=2)  # [nf, nloc, M1]
+            nf, nloc, w = block.shape[:3]
+            s = xp.reshape(block[..., 0], (1, nf * nloc * w))
+            g = apply_embedding_fm(net, s, act)  # [M1, pairs]
+            g = xp.permute_dims(xp.reshape(g, (g.shape[0], nf, nloc, w)), (1, 2, 0, 3))
+            if is_radial(cfg):  # g: [nf, nloc, M1, w]
+                part = xp.sum(g if mask is None else g * mask[:, :, None, :], axis=3)
             else:
                 rows = block if mask is None else block * mask[..., None]
-                part = xp.matmul(xp.matrix_transpose(g), rows)  # [nf, nloc, M1, 4]
+                part = xp.matmul(g, rows)  # [nf, nloc, M1, 4]
             if not isinstance(n_empty, int):  # per atom: [nf, nloc] -> broadcast over M1(, 4)
                 term = _empty_slot_term(cfg, net, stats, atype, act)
                 part = part + xp.reshape(n_empty, (*n_empty.shape, *([1] * (term.ndim - 2)))) * term

@@ -80,3 +80,24 @@ def apply_net(params: dict, x, activation: str, embedding: bool, final_linear: b
             y = xp.reshape(xp.reshape(y, (*shape[:-1], 2, nin)) + x[..., None, :], shape)
         x = y
     return x
+
+
+def apply_embedding_fm(params: dict, x, activation: str):
+    """An embedding net on feature-major input: x [nin, P] -> [nout, P], apply_net's layer
+    rule transposed (y = w^T x + b). Why: BLAS runs the embedding's long, thin products
+    (P pairs by 25-100 features) 1.3-1.7x faster with the pairs as the fast axis."""
+    xp = array_namespace(x)
+    for layer in params["layers"]:
+        w, b = layer["w"], layer["b"]
+        nin, nout = w.shape
+        y = (w[0][:, None] * x if nin == 1 else xp.matmul(xp.matrix_transpose(w), x)) + b[:, None]
+        y = activate(y, activation)
+        if "idt" in layer:
+            y = y * layer["idt"][:, None]
+        if nout == nin:
+            y = y + x
+        elif has_residual(nin, nout, True):  # y + [x; x] along the feature axis
+            npair = x.shape[1]  # not -1: a reshape cannot infer it when there are no pairs
+            y = xp.reshape(xp.reshape(y, (2, nin, npair)) + x[None, ...], (nout, npair))
+        x = y
+    return x
