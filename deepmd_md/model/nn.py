@@ -85,7 +85,8 @@ def apply_net(params: dict, x, activation: str, embedding: bool, final_linear: b
 def apply_embedding_fm(params: dict, x, activation: str):
     """An embedding net on feature-major input: x [nin, P] -> [nout, P], apply_net's layer
     rule transposed (y = w^T x + b). Why: BLAS runs the embedding's long, thin products
-    (P pairs by 25-100 features) 1.3-1.7x faster with the pairs as the fast axis."""
+    (P pairs by 25-100 features) 1.2-1.4x faster with the pairs as the fast axis
+    (benchmarks/gemm_layout.py)."""
     xp = array_namespace(x)
     for layer in params["layers"]:
         w, b = layer["w"], layer["b"]
