@@ -6,7 +6,7 @@ import numpy as np
 from helpers import model_config
 
 from deepmd_md.model.model import init_model
-from deepmd_md.model.nn import apply_net, init_net
+from deepmd_md.model.nn import apply_embedding_fm, apply_net, init_net
 
 
 def test_timestep_only_on_residual_layers():
@@ -32,6 +32,9 @@ def test_residual_rule_by_hand():
         y = np.tanh(h @ layer["w"] + layer["b"]) * layer.get("idt", 1.0)
         h = y if i == 0 else (y + np.concatenate([h, h], -1) if i == 1 else y + h)
     np.testing.assert_allclose(apply_net(emb, x, "tanh", embedding=True), h, rtol=1e-14)
+    # the feature-major form the descriptor runs: the same rule on x^T
+    np.testing.assert_allclose(apply_embedding_fm(emb, x.T, "tanh").T, h, rtol=1e-14)
+    assert apply_embedding_fm(emb, np.zeros((1, 0)), "tanh").shape == (6, 0)  # no pairs
     fit = init_net(rng, [6, 4, 4, 1], True, np.float64, final_linear=True)
     h = rng.normal(size=(5, 6))
     want = np.tanh(h @ fit["layers"][0]["w"] + fit["layers"][0]["b"])

@@ -12,7 +12,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from deepmd_md.model.env import env_matrix
-from deepmd_md.model.nn import apply_embedding_fm, apply_net, init_net
+from deepmd_md.model.nn import apply_embedding_fm, init_net
 
 
 def is_radial(cfg: dict) -> bool:
@@ -140,7 +140,7 @@ def _empty_slot_term(cfg, net, stats, atype, act):
     An empty slot's normalised row is -davg/dstd of the center type (env = 0)."""
     xp = array_namespace(atype)
     row = -stats["davg"] / stats["dstd"]  # [nt, c]
-    g = apply_net(net, row[:, :1], act, embedding=True)  # [nt, M1]
+    g = xp.matrix_transpose(apply_embedding_fm(net, xp.matrix_transpose(row[:, :1]), act))  # [nt, M1]
     term = g if is_radial(cfg) else g[:, :, None] * row[:, None, :]  # [nt, M1(, 4)]
     flat = xp.take(term, xp.reshape(atype, (-1,)), axis=0)
     return xp.reshape(flat, (*atype.shape, *term.shape[1:]))
