@@ -49,7 +49,8 @@ def init_net(rng: np.random.Generator, sizes: list[int], resnet_dt: bool, dtype,
         last = final_linear and i == len(sizes) - 2
         layer = {
             "w": rng.normal(0.0, 1.0 / math.sqrt(nin + nout), (nin, nout)).astype(dtype),
-            "b": (np.zeros(nout) if last else rng.normal(0.0, 1.0, nout)).astype(dtype),
+            # every bias ~ N(0, 1), the last fitting layer's too, as DeePMD-kit draws them
+            "b": rng.normal(0.0, 1.0, nout).astype(dtype),
         }
         if resnet_dt and not last and has_residual(nin, nout, embedding):
             layer["idt"] = rng.normal(0.1, 0.001, nout).astype(dtype)
