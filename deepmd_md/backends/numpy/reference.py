@@ -37,7 +37,7 @@ def evaluate(data: dict, coord, atype, box) -> dict:
         b = None if box is None else np.asarray(box)[f : f + 1]
         prep = prepare_frames(cfg, coord[f : f + 1], np.asarray(atype)[f : f + 1], b)
         ncopy = 3 * nat + 9 + 1
-        es, aes = [], []
+        es = []
         for lo in range(0, ncopy, chunk):
             idx = np.arange(lo, min(lo + chunk, ncopy))
             c = np.repeat(coord[f : f + 1], len(idx), axis=0).astype(np.complex128)
@@ -46,11 +46,10 @@ def evaluate(data: dict, coord, atype, box) -> dict:
             c[pos.nonzero()[0], idx[pos] // 3, idx[pos] % 3] += 1j * H
             strain[st.nonzero()[0], (idx[st] - 3 * nat) // 3, (idx[st] - 3 * nat) % 3] += 1j * H
             ae = frame_atom_energy(cfg, params, bufs, c, strain, _repeat(prep, len(idx)))
-            aes.append(ae[-1])
             es.append(np.sum(ae, axis=-1))
         e = np.concatenate(es)
         out[keys.ENERGY].append(e[-1].real)
-        out[keys.ATOM_ENERGY].append(aes[-1].real)
+        out[keys.ATOM_ENERGY].append(ae[-1].real)  # the last copy (last chunk) is unperturbed
         out[keys.FORCE].append(-(e[: 3 * nat].imag / H).reshape(nat, 3))
         out[keys.VIRIAL].append(-(e[3 * nat : 3 * nat + 9].imag / H))
     return {k: np.stack(v) for k, v in out.items()}
