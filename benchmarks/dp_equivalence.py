@@ -91,8 +91,8 @@ def _to_dp_file(npz: Path, model_cfg: dict, out: Path) -> None:
                         src = w[f"{pre}.{t}.layers.{li}.{theirs}"]
                         assert src.shape == layer[ours].shape, (part, t, li, ours)
                         layer[ours] = src
-    data["buffers"]["davg"] = w["descriptor.sea.mean"][:, 0, :]
-    data["buffers"]["dstd"] = w["descriptor.sea.stddev"][:, 0, :]
+    data["buffers"]["descriptor"]["davg"] = w["descriptor.sea.mean"][:, 0, :]
+    data["buffers"]["descriptor"]["dstd"] = w["descriptor.sea.stddev"][:, 0, :]
     data["buffers"]["bias_atom_e"] = w["out_bias"].ravel() + w["fitting_net.bias_atom_e"].ravel()
     save_dp(data, str(out))
 

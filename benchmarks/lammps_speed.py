@@ -45,7 +45,7 @@ def make_model(path: Path, config_path: Path) -> Path:
     inp["training"].pop("validation_data", None)
     cfg = normalize(inp)
     data = init_model(cfg["model"], seed=1)
-    data["buffers"]["dstd"][:] = 0.1  # realistic magnitudes; timing does not depend on it
+    data["buffers"]["descriptor"]["dstd"][:] = 0.1  # realistic magnitudes; timing does not depend on it
     freeze_pth(data, str(path))
     return path
 

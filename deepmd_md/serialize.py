@@ -1,6 +1,6 @@
 """The `.dp` file: a versioned, backend-neutral model (HDF5: JSON config + weights + statistics).
 
-Layout: attrs {format: "deepmd_md.model", version: 1, config: JSON of the `model` section,
+Layout: attrs {format: "deepmd_md.model", version: 2 (1 is read and upgraded), config: JSON of the `model` section,
 extra: JSON}; groups /params and /buffers hold the flattened trees ("descriptor/t0/layers/0/w").
 Also used for checkpoints (extra groups /opt_m, /opt_v; training state in `extra`), so no pickled
 code is ever loaded.
@@ -87,6 +87,10 @@ def load_dp(path: str, with_extra: bool = False):
         raise ModelFileError(f"cannot read model file {path}: corrupt or not HDF5 ({e})") from None
     for name in TREES:
         data[name] = trees.pop(name)
+    if version < 2:  # v1: descriptor statistics at the top level of buffers
+        b = data["buffers"]
+        data["buffers"] = {"descriptor": {k: b.pop(k) for k in ("davg", "dstd")}, **b}
+        data["version"] = VERSION
     if with_extra:
         return data, trees, extra
     return data

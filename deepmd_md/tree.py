@@ -44,3 +44,12 @@ def tree_map(fn, tree):
     if isinstance(tree, list):
         return [tree_map(fn, v) for v in tree]
     return fn(tree)
+
+
+def tree_map2(fn, a, b):
+    """fn(a_leaf, b_leaf) over two trees of the same structure."""
+    if isinstance(a, dict):
+        return {k: tree_map2(fn, v, b[k]) for k, v in a.items()}
+    if isinstance(a, list):
+        return [tree_map2(fn, x, y) for x, y in zip(a, b, strict=True)]
+    return fn(a, b)

@@ -59,15 +59,16 @@ def random_stats(data: dict, seed: int = 0) -> dict:
     """Give `data` random non-trivial davg/dstd/bias_atom_e (in place; returned)."""
     rng = np.random.default_rng(seed)
     b = data["buffers"]
-    dtype = b["dstd"].dtype
-    nt, ncomp = b["davg"].shape
+    dtype = b["bias_atom_e"].dtype
+    d = b["descriptor"]
+    nt, ncomp = d["davg"].shape
     # as DeePMD's statistics: a mean for s only; one std for s, one shared by (x, y, z) s/r
     # (anything else would break rotation invariance)
     davg = np.zeros((nt, ncomp))
     davg[:, 0] = rng.normal(0.05, 0.05, nt)
     dstd = np.repeat(rng.uniform(0.05, 0.2, (nt, 2)), [1, ncomp - 1] if ncomp > 1 else [1, 0],
                      axis=1)
-    b["davg"], b["dstd"] = davg.astype(dtype), dstd.astype(dtype)
+    d["davg"], d["dstd"] = davg.astype(dtype), dstd.astype(dtype)
     b["bias_atom_e"] = np.array([-2.1, -0.7][: b["bias_atom_e"].shape[0]], dtype=dtype)
     return data
 
@@ -189,7 +190,7 @@ def teacher_system(root: Path, nat: int = 8, nf: int = 4, box=ORTHO_BOX, seed: i
     from deepmd_md.backends.numpy import reference
 
     teacher = make_model(seed=teacher_seed, stats_seed=teacher_seed)
-    teacher["buffers"]["dstd"] = teacher["buffers"]["dstd"] * 0.3
+    teacher["buffers"]["descriptor"]["dstd"] = teacher["buffers"]["descriptor"]["dstd"] * 0.3
     coord, atype, boxes = random_frames(nat, None if nopbc else box, nf, seed, min_dist=1.2)
     ref = reference.evaluate(teacher, coord, atype, boxes)
     return write_system(root, coord, atype[0], boxes, ref["energy"], ref["force"],

@@ -1,6 +1,6 @@
 """Training drops neighbor-list slots that are empty everywhere and adds their contribution back
-in closed form (descriptor.descriptor widths=...); the engines' fast path takes per-type blocks
-of any width (descriptor_blocked): results must equal the full-sel model."""
+in closed form (descriptors.se_e2.compute widths=...); the engines' fast path takes per-type blocks
+of any width (compute_blocked): results must equal the full-sel model."""
 
 from __future__ import annotations
 

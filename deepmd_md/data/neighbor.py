@@ -212,9 +212,13 @@ def check_sel(
         need = [int(max(s, n)) for s, n in zip(sel, found, strict=True)]
         within = f"within rcut {rcut:g}" if rcut is not None else "within rcut"
         raise NeighborError(
-            f"found {int(found[t])} neighbors of type {type_map[t]} {within} "
+            f"found {int(found[t])} neighbors {_of_type(type_map[t])}{within} "
             f"(sel = {list(map(int, sel))}); set model/descriptor/sel to at least {need}"
         )
+
+
+def _of_type(name: str) -> str:
+    return "" if name.startswith("(") else f"of type {name} "
 
 
 def neighbor_stat(

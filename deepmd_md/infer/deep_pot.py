@@ -16,6 +16,7 @@ import numpy as np
 from deepmd_md import keys
 from deepmd_md.errors import ConfigError, DataError, ModelFileError
 from deepmd_md.model.frames import prepare_frames
+from deepmd_md.model.model import rcut_of, sel_of
 from deepmd_md.serialize import load_dp
 
 
@@ -75,10 +76,10 @@ class DeepPot:
         return len(self.config["type_map"])
 
     def get_rcut(self) -> float:
-        return float(self.config["descriptor"]["rcut"])
+        return rcut_of(self.config)
 
     def get_sel(self) -> list[int]:
-        return list(self.config["descriptor"]["sel"])
+        return sel_of(self.config)
 
     def eval(self, coord, box, atype, atomic: bool = False):
         """coord: [nf, nat*3] (or [nf, nat, 3]); box: [nf, 9] | None; atype: [nat] or [nf, nat].
@@ -136,7 +137,8 @@ class DeepPot:
         mapping = prep[keys.MAPPING]
         ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
         out = self._module.forward_lower(torch.as_tensor(ext), torch.as_tensor(prep[keys.EXT_ATYPE]),
-                                         torch.as_tensor(prep[keys.NLIST]), None, None, None, False)
+                                         torch.as_tensor(prep[keys.NLIST]), torch.as_tensor(mapping),
+                                         None, None, False)
         lo = {k: v.detach().numpy() for k, v in out.items()}
         return fold_lower(lo, ext, mapping, coord.shape[1])
 
@@ -151,7 +153,8 @@ class DeepPot:
         mapping = prep[keys.MAPPING]
         ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
         lo = self._adapter.evaluate_lower(self.config, self._params, self._buffers, ext,
-                                          prep[keys.EXT_ATYPE], prep[keys.NLIST])
+                                          prep[keys.EXT_ATYPE], prep[keys.NLIST],
+                                          mapping=mapping)
         return fold_lower(lo, ext, mapping, coord.shape[1])
 
 

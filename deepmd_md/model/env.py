@@ -67,14 +67,17 @@ def env_matrix(ext_coord, nlist, rcut_smth: float, rcut: float, radial_only: boo
     return xp.concat([s[..., None], (s / r)[..., None] * diff], axis=-1)
 
 
-def format_nlist(ext_coord, ext_atype, nlist, rcut: float, sel: list[int]):
+def format_nlist(ext_coord, ext_atype, nlist, rcut: float, sel: list[int], mixed: bool = False):
     """Type-blocked neighbor list from a raw one: block t holds the sel[t] nearest type-t
     neighbors inside rcut, nearest first, -1 padded. Extra neighbors beyond sel are dropped.
+    mixed (sel = [n]): one block of the n nearest neighbors of any type, nearest first.
 
     ext_coord: [nf, nall, 3]; ext_atype: [nf, nall]; nlist: [nf, nloc, nraw] (any order, -1 empty)
     -> [nf, nloc, sum(sel)]
     """
     xp = array_namespace(ext_coord)
+    if mixed:
+        return format_nlist(ext_coord, xp.zeros_like(ext_atype), nlist, rcut, sel[:1])
     nf, nloc = nlist.shape[0], nlist.shape[1]
     diff = real(neighbor_vectors(ext_coord, nlist))
     dist = xp.sqrt(xp.sum(diff * diff, axis=-1))
@@ -93,3 +96,18 @@ def format_nlist(ext_coord, ext_atype, nlist, rcut: float, sel: list[int]):
         idx = xp.take_along_axis(nlist, order, axis=-1)
         blocks.append(xp.where(keep, idx, -xp.ones_like(idx)))
     return xp.concat(blocks, axis=-1)
+
+
+def sub_nlist(ext_coord, nlist, rcut: float, nsel: int):
+    """The neighbors inside a smaller cutoff from a mixed (distance-sorted) list: a prefix.
+
+    nlist: [nf, nloc, n] nearest first, -1 padded -> [nf, nloc, nsel] (the nearest nsel inside
+    rcut; -1 beyond). Both Python and the engines build the mixed list nearest-first."""
+    xp = array_namespace(ext_coord)
+    if nlist.shape[2] < nsel:
+        pad = -xp.ones((nlist.shape[0], nlist.shape[1], nsel - nlist.shape[2]), dtype=nlist.dtype)
+        nlist = xp.concat([nlist, pad], axis=-1)
+    nlist = nlist[:, :, :nsel]
+    diff = real(neighbor_vectors(ext_coord, nlist))
+    inside = (nlist >= 0) & (xp.sum(diff * diff, axis=-1) < rcut * rcut)
+    return xp.where(inside, nlist, -xp.ones_like(nlist))

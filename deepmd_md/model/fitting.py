@@ -9,8 +9,13 @@ from array_api_compat import array_namespace, is_jax_namespace
 from deepmd_md.model.nn import apply_net, init_net
 
 
-def init_params(cfg: dict, dim_in: int, ntypes: int, rng: np.random.Generator, dtype) -> dict:
+def init_params(cfg: dict, dim_in: int, ntypes: int, rng: np.random.Generator, dtype,
+                mixed: bool = False) -> dict:
+    """One net per center type ("t{t}"), or one net for all ("all") when the descriptor mixes
+    types (its D already carries the center's type embedding, as DeePMD-kit's DPA models)."""
     sizes = [dim_in, *cfg["neuron"], 1]
+    if mixed:
+        return {"all": init_net(rng, sizes, cfg["resnet_dt"], dtype, final_linear=True)}
     return {
         f"t{t}": init_net(rng, sizes, cfg["resnet_dt"], dtype, final_linear=True)
         for t in range(ntypes)
@@ -31,6 +36,8 @@ def atomic_energy(cfg: dict, params: dict, bias, desc, atype, type_split=None,
     act = cfg["activation_function"]
     out = xp.take(bias, xp.reshape(atype, (-1,)), axis=0)
     out = xp.reshape(out, atype.shape)
+    if "all" in params:  # one net for every type
+        return out + apply_net(params["all"], desc, act, embedding=False, final_linear=True)[..., 0]
     if type_split is not None:
         parts, start = [], 0
         for t, n in enumerate(type_split):

@@ -13,7 +13,7 @@ from array_api_compat import array_namespace
 
 from deepmd_md import keys
 from deepmd_md.model.env import format_nlist, gather_rows
-from deepmd_md.model.model import atomic_outputs, rcut_of, sel_of
+from deepmd_md.model.model import atomic_outputs, mixed_of, rcut_of, sel_of
 
 
 def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> dict:
@@ -30,12 +30,16 @@ def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> d
 
     coord = np.asarray(coord, dtype=np.float64)
     atype = np.asarray(atype, dtype=np.int64)
-    rcut, sel = rcut_of(config), sel_of(config)
+    rcut, sel, mixed = rcut_of(config), sel_of(config), mixed_of(config)
     ext_coord, ext_atype, mapping, shift = extend_coord(coord, atype, box, rcut)
     raw = neighbor_candidates(ext_coord, coord.shape[1], rcut)
     if check_sel:
-        _check(count_neighbors(ext_atype, raw, len(sel)), sel, config["type_map"], rcut=rcut)
-    nlist = np.asarray(format_nlist(ext_coord, ext_atype, raw, rcut, sel))
+        if mixed:  # one count over all types
+            counts = (raw >= 0).sum(-1)[..., None]
+            _check(counts, sel, ["(any type)"], rcut=rcut)
+        else:
+            _check(count_neighbors(ext_atype, raw, len(sel)), sel, config["type_map"], rcut=rcut)
+    nlist = np.asarray(format_nlist(ext_coord, ext_atype, raw, rcut, sel, mixed=mixed))
     return {keys.MAPPING: mapping, keys.SHIFT: shift, keys.EXT_ATYPE: ext_atype, keys.NLIST: nlist}
 
 
@@ -43,7 +47,7 @@ def trim_nlist(nlist, sel: list[int]):
     """Drop the trailing slots of each type block that are empty for every atom and frame.
 
     nlist: [nf, nloc, sum(sel)] type-blocked -> (trimmed nlist, widths tuple). The model adds the
-    dropped slots back in closed form (descriptor.descriptor), so results are unchanged."""
+    dropped slots back in closed form (descriptors.se_e2.compute), so results are unchanged."""
     nlist = np.asarray(nlist)
     blocks, widths, start = [], [], 0
     for n in sel:
@@ -91,4 +95,5 @@ def frame_atom_energy(config, params, buffers, coord, strain, prep: dict):
     ext = extended_coord(coord, strain, prep[keys.MAPPING], prep[keys.SHIFT])
     return atomic_outputs(config, params, buffers, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST],
                           type_split=prep.get(keys.TYPE_SPLIT),
-                          widths=prep.get(keys.NLIST_WIDTHS))["energy"]
+                          widths=prep.get(keys.NLIST_WIDTHS),
+                          mapping=prep[keys.MAPPING])["energy"]

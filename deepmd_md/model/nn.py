@@ -42,8 +42,9 @@ def has_residual(nin: int, nout: int, embedding: bool) -> bool:
 
 
 def init_net(rng: np.random.Generator, sizes: list[int], resnet_dt: bool, dtype, final_linear=False,
-             embedding: bool = False):
-    """Random parameters of a net with layer widths `sizes` = [nin, n1, n2, ...] (NumPy arrays)."""
+             embedding: bool = False, bias: bool = True):
+    """Random parameters of a net with layer widths `sizes` = [nin, n1, n2, ...] (NumPy arrays).
+    bias=False: layers without "b" (y = act(x @ w))."""
     layers = []
     for i, (nin, nout) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         last = final_linear and i == len(sizes) - 2
@@ -52,6 +53,8 @@ def init_net(rng: np.random.Generator, sizes: list[int], resnet_dt: bool, dtype,
             # every bias ~ N(0, 1), the last fitting layer's too, as DeePMD-kit draws them
             "b": rng.normal(0.0, 1.0, nout).astype(dtype),
         }
+        if not bias:
+            del layer["b"]
         if resnet_dt and not last and has_residual(nin, nout, embedding):
             layer["idt"] = rng.normal(0.1, 0.001, nout).astype(dtype)
         layers.append(layer)
@@ -63,11 +66,13 @@ def apply_net(params: dict, x, activation: str, embedding: bool, final_linear: b
     xp = array_namespace(x)
     layers = params["layers"]
     for i, layer in enumerate(layers):
-        w, b = layer["w"], layer["b"]
+        w = layer["w"]
         nin, nout = w.shape
         # one input (the embedding's s): an outer product, exact as a broadcast multiply, which
         # fuses with bias and activation, where a K=1 GEMM is memory-bound BLAS work
-        y = (x * w[0] if nin == 1 else xp.matmul(x, w)) + b
+        y = x * w[0] if nin == 1 else xp.matmul(x, w)
+        if "b" in layer:
+            y = y + layer["b"]
         if final_linear and i == len(layers) - 1:
             x = y
             continue

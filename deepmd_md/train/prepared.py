@@ -10,6 +10,7 @@ from deepmd_md import keys
 from deepmd_md.data.batch import DataSampler, iterate_frames
 from deepmd_md.data.system import find_systems, load_system, remap_types
 from deepmd_md.model.frames import pad_nlist, prepare_frames, trim_nlist
+from deepmd_md.model.model import sel_of, supports_blocked
 
 
 class PreparedData:
@@ -30,7 +31,9 @@ class PreparedData:
         for s in self.systems:
             p = prepare_frames(model_config, s.coord,
                                np.broadcast_to(s.atype, (s.nframes, s.natoms)), s.box)
-            p[keys.NLIST], widths = trim_nlist(p[keys.NLIST], model_config["descriptor"]["sel"])
+            widths = None
+            if supports_blocked(model_config):  # typed: drop slots empty in every frame
+                p[keys.NLIST], widths = trim_nlist(p[keys.NLIST], sel_of(model_config))
             self.prep.append(p)
             self.widths.append(widths)
         if uniform:
@@ -41,13 +44,15 @@ class PreparedData:
         systems with the same atom count to the same nall, so that a compiled step serves them
         all. Padded slots are empty (-1) and padded extended atoms are never neighbors, so the
         results do not change; a little more work for the systems that needed less."""
-        widths = tuple(int(w) for w in np.max(self.widths, axis=0))
+        widths = (None if self.widths[0] is None
+                  else tuple(int(w) for w in np.max(self.widths, axis=0)))
         nall: dict = {}
         for s, p in zip(self.systems, self.prep, strict=True):
             nall[s.natoms] = max(nall.get(s.natoms, 0), p[keys.MAPPING].shape[1])
         for i, (s, p) in enumerate(zip(self.systems, self.prep, strict=True)):
-            p[keys.NLIST] = pad_nlist(p[keys.NLIST], self.widths[i], widths)
-            self.widths[i] = widths
+            if widths is not None:
+                p[keys.NLIST] = pad_nlist(p[keys.NLIST], self.widths[i], widths)
+                self.widths[i] = widths
             extra = nall[s.natoms] - p[keys.MAPPING].shape[1]
             for k in (keys.MAPPING, keys.SHIFT, keys.EXT_ATYPE):
                 pad = [(0, 0)] * p[k].ndim
@@ -60,7 +65,8 @@ class PreparedData:
         out = {k: v[frames] for k, v in self.prep[i].items()}
         counts = np.bincount(self.systems[i].atype, minlength=len(self.config["type_map"]))
         out[keys.TYPE_SPLIT] = tuple(int(c) for c in counts)
-        out[keys.NLIST_WIDTHS] = self.widths[i]
+        if self.widths[i] is not None:
+            out[keys.NLIST_WIDTHS] = self.widths[i]
         return out
 
     def sample(self, rng: np.random.Generator):
@@ -77,11 +83,12 @@ class PreparedData:
     def stat_frames(self, nbatch: int = 10):
         """Frames used for statistics: the first nbatch batches' worth of each system, with
         the nlist at its full sel width (statistics count every sel slot, empty ones as 0)."""
-        sel = self.config["descriptor"]["sel"]
+        sel = sel_of(self.config)
         for i, s in enumerate(self.systems):
             n = min(s.nframes, nbatch * self.sampler.batch_sizes[i])
             p = {k: v[:n] for k, v in self.prep[i].items()}
-            p[keys.NLIST] = pad_nlist(p[keys.NLIST], self.widths[i], sel)
+            if self.widths[i] is not None:
+                p[keys.NLIST] = pad_nlist(p[keys.NLIST], self.widths[i], sel)
             yield s, p, s.coord[:n]
 
 
@@ -103,21 +110,22 @@ def _sorted_by_type(s):
 def compute_stats(model_config: dict, data: PreparedData) -> dict:
     """Env-matrix mean/std and per-type energy bias from the training data -> buffers dict."""
     from deepmd_md.data.stats import energy_bias
-    from deepmd_md.model import descriptor
     from deepmd_md.model.frames import extended_coord
-    from deepmd_md.model.model import model_dtype
+    from deepmd_md.model.model import descriptor_kind, model_dtype
+    from deepmd_md.tree import tree_map2
 
     ntypes = len(model_config["type_map"])
     dcfg = model_config["descriptor"]
-    sums = np.zeros((ntypes, 6))
+    kind = descriptor_kind(model_config)
+    sums = None
     for _, prep, coord in data.stat_frames(model_config.get("data_stat_nbatch", 10)):
         ext = extended_coord(coord, np.zeros((coord.shape[0], 3, 3)), prep[keys.MAPPING],
                              prep[keys.SHIFT])
-        sums += descriptor.env_stat_sums(dcfg, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST],
-                                         ntypes)
+        part = kind.stat_sums(dcfg, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST], ntypes)
+        sums = part if sums is None else tree_map2(np.add, sums, part)
     dtype = model_dtype(model_config)
-    stats = descriptor.stats_from_sums(dcfg, sums, dtype,
-                                       model_config.get("data_stat_protect", 1e-2))
+    stats = {"descriptor": kind.stats_from_sums(dcfg, sums, dtype,
+                                                model_config.get("data_stat_protect", 1e-2))}
     n = model_config.get("data_bias_nsample", 10)  # the first n frames of each system
     firsts = [dataclasses.replace(s, **{k: getattr(s, k)[:n] for k in _FRAME_FIELDS
                                         if getattr(s, k) is not None}) for s in data.systems]

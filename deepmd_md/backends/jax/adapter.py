@@ -54,15 +54,15 @@ def evaluate(config, params, buffers, coord, prep) -> dict:
 _LOWER_CACHE: dict = {}
 
 
-def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist) -> dict:
+def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist, mapping=None) -> dict:
     """forward_lower on NumPy inputs: atom_energy [nf, nloc], extended_force [nf, nall, 3]."""
     key = id(config)
     if key not in _LOWER_CACHE:
         _LOWER_CACHE.clear()
 
-        def lower(p, b, ext, at, nl):
+        def lower(p, b, ext, at, nl, mp):
             def etot(x):
-                ae = atomic_outputs(config, p, b, x, at, nl)["energy"]
+                ae = atomic_outputs(config, p, b, x, at, nl, mapping=mp)["energy"]
                 return jnp.sum(ae), ae
 
             (_, ae), g = jax.value_and_grad(etot, has_aux=True)(ext)
@@ -70,7 +70,7 @@ def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist) -> dict
 
         _LOWER_CACHE[key] = jax.jit(lower)
     ae, f = _LOWER_CACHE[key](params, buffers, jnp.asarray(ext_coord), jnp.asarray(ext_atype),
-                              jnp.asarray(nlist))
+                              jnp.asarray(nlist), None if mapping is None else jnp.asarray(mapping))
     return {keys.ATOM_ENERGY: np.asarray(ae), keys.EXT_FORCE: np.asarray(f)}
 
 

@@ -21,6 +21,15 @@ def _repeat(prep: dict, n: int) -> dict:
     return {k: np.repeat(v, n, axis=0) for k, v in prep.items()}
 
 
+def _widest(tree) -> int:
+    """Largest layer width named anywhere in a descriptor config (sizes the chunks)."""
+    if isinstance(tree, dict):
+        return max([1, *(_widest(v) for v in tree.values())])
+    if isinstance(tree, list):
+        return max([1, *(_widest(v) for v in tree)])
+    return tree if isinstance(tree, int) and not isinstance(tree, bool) else 1
+
+
 def evaluate(data: dict, coord, atype, box) -> dict:
     """coord: [nf, nat, 3]; atype: [nf, nat]; box: [nf, 9] | None ->
     energy [nf], atom_energy [nf, nat], force [nf, nat, 3], virial [nf, 9] (all float64)."""
@@ -29,7 +38,7 @@ def evaluate(data: dict, coord, atype, box) -> dict:
     nf, nat, _ = coord.shape
     out = {k: [] for k in (keys.ENERGY, keys.ATOM_ENERGY, keys.FORCE, keys.VIRIAL)}
     nnei = sum(sel_of(cfg))
-    width = max(cfg["descriptor"].get("neuron") or [1])
+    width = _widest(cfg["descriptor"])
     # copies per call: the embedding arrays of one copy are nat x nnei x width complex numbers;
     # all 3 nat + 10 copies at once would need ~25 GB for a 192-atom water frame
     chunk = max(1, MEM_BUDGET // (16 * nat * nnei * width))

@@ -42,11 +42,12 @@ def evaluate(config, params, buffers, coord, prep) -> dict:
     return to_numpy(out)
 
 
-def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist) -> dict:
+def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist, mapping=None) -> dict:
     """forward_lower on NumPy inputs: atom_energy [nf, nloc], extended_force [nf, nall, 3]."""
     ext = torch.as_tensor(ext_coord).requires_grad_(True)
     ae = atomic_outputs(config, params, buffers, ext, torch.as_tensor(ext_atype),
-                        torch.as_tensor(nlist))["energy"]
+                        torch.as_tensor(nlist),
+                        mapping=None if mapping is None else torch.as_tensor(mapping))["energy"]
     (g,) = torch.autograd.grad(ae.sum(), [ext])
     return {keys.ATOM_ENERGY: ae.detach().numpy(), keys.EXT_FORCE: -g.numpy()}
 

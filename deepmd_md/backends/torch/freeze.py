@@ -22,9 +22,12 @@ from deepmd_md.model.model import (
     OUTPUTS,
     atomic_outputs,
     atomic_outputs_blocked,
+    message_passing_of,
+    mixed_of,
     model_dtype,
     rcut_of,
     sel_of,
+    supports_blocked,
 )
 from deepmd_md.serialize import atomic_write, save_dp
 from deepmd_md.tree import flatten, unflatten
@@ -40,7 +43,8 @@ def metadata(data: dict) -> dict:
         "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
         "dim_fparam": 0, "dim_aparam": 0,
         "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
-        "message_passing": False, "blocked": True,
+        "message_passing": message_passing_of(cfg), "blocked": supports_blocked(cfg),
+        "mixed_types": mixed_of(cfg),
         "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
                              "c_differentiable": o.c_differentiable} for o in OUTPUTS},
     }
@@ -59,10 +63,10 @@ class _AtomEnergy(torch.nn.Module):
                 self.register_buffer(name, v)
                 self.names[name] = f"{tree}/{path}"
 
-    def forward(self, ext_coord, ext_atype, nlist):
+    def forward(self, ext_coord, ext_atype, nlist, mapping):
         t = unflatten({p: getattr(self, n) for n, p in self.names.items()})
         return atomic_outputs(self.config, t["params"], t["buffers"], ext_coord, ext_atype,
-                              nlist, raw_nlist=True)["energy"]
+                              nlist, raw_nlist=True, mapping=mapping)["energy"]
 
     def blocked(self, ext_coord, ext_atype, nlists, center_idx):
         t = unflatten({p: getattr(self, n) for n, p in self.names.items()})
@@ -71,11 +75,13 @@ class _AtomEnergy(torch.nn.Module):
 
 
 class FrozenModel(torch.nn.Module):
-    def __init__(self, atom_energy: torch.jit.ScriptModule, rcut: float, min_width: int):
+    def __init__(self, atom_energy: torch.jit.ScriptModule, rcut: float, min_width: int,
+                 message_passing: bool):
         super().__init__()
         self.atom_energy = atom_energy
         self.rcut = rcut
         self.min_width = min_width
+        self.message_passing = message_passing
 
     @torch.jit.export
     def forward_lower(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
@@ -88,18 +94,16 @@ class FrozenModel(torch.nn.Module):
             pad = torch.full([nf, nloc, self.min_width - nlist.shape[2]], -1,
                              dtype=nlist.dtype, device=nlist.device)
             nlist = torch.cat([nlist, pad], dim=2)
+        if mapping is None:
+            if self.message_passing:
+                raise RuntimeError("this model passes messages between atoms: forward_lower "
+                                   "needs `mapping` (owner of each extended atom)")
+            nall = extended_coord.shape[1]
+            mapping = torch.arange(nall, device=nlist.device).remainder(nloc).unsqueeze(
+                0).expand(nf, nall)
         coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
-        ae = self.atom_energy(coord, extended_atype, nlist).to(torch.float64)
+        ae = self.atom_energy(coord, extended_atype, nlist, mapping).to(torch.float64)
         return self._derive(coord, ae, do_atomic_virial)
-
-    @torch.jit.export
-    def forward_blocked(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
-                        nlists: list[torch.Tensor], center_idx: list[torch.Tensor],
-                        do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
-        """forward_lower from pre-sorted neighbors (model.atomic_outputs_blocked), nf == 1."""
-        coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
-        ae = self.atom_energy.blocked(coord, extended_atype, nlists, center_idx)
-        return self._derive(coord, ae.to(torch.float64), do_atomic_virial)
 
     def _derive(self, coord: torch.Tensor, ae: torch.Tensor,
                 do_atomic_virial: bool) -> dict[str, torch.Tensor]:
@@ -168,6 +172,19 @@ class FrozenModel(torch.nn.Module):
         return out
 
 
+class FrozenBlockedModel(FrozenModel):
+    """Typed descriptors: also the engines' per-type fast path (metadata "blocked": true)."""
+
+    @torch.jit.export
+    def forward_blocked(self, extended_coord: torch.Tensor, extended_atype: torch.Tensor,
+                        nlists: list[torch.Tensor], center_idx: list[torch.Tensor],
+                        do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
+        """forward_lower from pre-sorted neighbors (model.atomic_outputs_blocked), nf == 1."""
+        coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
+        ae = self.atom_energy.blocked(coord, extended_atype, nlists, center_idx)
+        return self._derive(coord, ae.to(torch.float64), do_atomic_virial)
+
+
 def build_frozen(data: dict) -> torch.jit.ScriptModule:
     """Trace the model math on a tiny example, wrap it, script the wrapper."""
     dtype = torch.float64
@@ -179,18 +196,20 @@ def build_frozen(data: dict) -> torch.jit.ScriptModule:
     width = max(sel_of(data["config"])) + 2
     nlist = torch.tensor([[[j for j in range(nall) if j != i] + [-1] * (width - nall + 1)
                            for i in range(nloc)]])
+    mapping = torch.arange(nall).remainder(nloc).reshape(1, nall)
     nlists = [torch.tensor([[[1, 3, -1], [4, -1, -1], [0, 5, -1]]]),
               torch.tensor([[[2, 4], [0, 5], [-1, -1]]])][:ntypes]
     nlists += [torch.full((1, nloc, 2), -1)] * (ntypes - len(nlists))
     center = [torch.nonzero(ext_atype[0, :nloc] == t)[:, 0] for t in range(ntypes)]
     with warnings.catch_warnings():  # shape-dependent Python branches are config-static
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace_module(
-            _AtomEnergy(data).eval(),
-            {"forward": (ext_coord, ext_atype, nlist), "blocked": (ext_coord, ext_atype, nlists, center)},
-            check_trace=False)
-    return torch.jit.script(FrozenModel(traced, rcut_of(data["config"]),
-                                        max(sel_of(data["config"]))))
+        methods = {"forward": (ext_coord, ext_atype, nlist, mapping)}
+        if supports_blocked(data["config"]):
+            methods["blocked"] = (ext_coord, ext_atype, nlists, center)
+        traced = torch.jit.trace_module(_AtomEnergy(data).eval(), methods, check_trace=False)
+    cls = FrozenBlockedModel if supports_blocked(data["config"]) else FrozenModel
+    return torch.jit.script(cls(traced, rcut_of(data["config"]), max(sel_of(data["config"])),
+                                message_passing_of(data["config"])))
 
 
 def freeze_pth(data: dict, path: str) -> None:

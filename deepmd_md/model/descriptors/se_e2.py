@@ -11,15 +11,47 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import array_namespace
 
+from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
 from deepmd_md.model.env import env_matrix
 from deepmd_md.model.nn import apply_embedding_fm, init_net
+
+TYPES = ("se_e2_a", "se_e2_r")
 
 
 def is_radial(cfg: dict) -> bool:
     return cfg["type"] == "se_e2_r"
 
 
-def out_dim(cfg: dict) -> int:
+def mixed_types(cfg: dict) -> bool:
+    return False
+
+
+def rcut(cfg: dict) -> float:
+    return float(cfg["rcut"])
+
+
+def sel(cfg: dict) -> list[int]:
+    return list(cfg["sel"])
+
+
+def message_passing(cfg: dict) -> bool:
+    return False
+
+
+def receptive_field(cfg: dict) -> float:
+    return float(cfg["rcut"])
+
+
+def check(cfg: dict, ntypes: int) -> None:
+    if len(cfg["sel"]) != ntypes:
+        from deepmd_md.errors import ConfigError
+
+        raise ConfigError(
+            f"model/descriptor/sel has {len(cfg['sel'])} entries but type_map has {ntypes}"
+        )
+
+
+def out_dim(cfg: dict, ntypes: int = 0) -> int:
     m1 = cfg["neuron"][-1]
     return m1 if is_radial(cfg) else m1 * cfg["axis_neuron"]
 
@@ -37,8 +69,7 @@ def init_params(cfg: dict, ntypes: int, rng: np.random.Generator, dtype) -> dict
 
 
 def init_stats(cfg: dict, ntypes: int, dtype) -> dict:
-    ncomp = 1 if is_radial(cfg) else 4
-    return {"davg": np.zeros((ntypes, ncomp), dtype), "dstd": np.ones((ntypes, ncomp), dtype)}
+    return init_env_stats(ntypes, is_radial(cfg), dtype)
 
 
 def normalised_env(cfg: dict, stats: dict, ext_coord, ext_atype, nlist):
@@ -54,7 +85,8 @@ def normalised_env(cfg: dict, stats: dict, ext_coord, ext_atype, nlist):
     return (env - avg) / std
 
 
-def descriptor(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, widths=None):
+def compute(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, comm=None,
+            widths=None):
     """Descriptor D: [nf, nloc, out_dim(cfg)].
 
     ext_coord: [nf, nall, 3]; ext_atype: [nf, nall]; nlist: [nf, nloc, sum(widths)] type-blocked.
@@ -75,8 +107,8 @@ def descriptor(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist
     return _reduce(cfg, params, stats, atype, blocks)
 
 
-def descriptor_blocked(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlists):
-    """descriptor() from one neighbor list per type, each of any width (dynamic shapes).
+def compute_blocked(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlists):
+    """compute() from one neighbor list per type, each of any width (dynamic shapes).
 
     nlists[t]: [nf, nloc, w_t], w_t <= sel[t], type-t neighbors inside rcut (-1 padded).
     Padded slots are masked out and all sel[t] - count empty slots of each atom are added in
@@ -146,36 +178,10 @@ def _empty_slot_term(cfg, net, stats, atype, act):
     return xp.reshape(flat, (*atype.shape, *term.shape[1:]))
 
 
-def env_stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray:
-    """Sums for env-matrix statistics, per center type: [nt, 6] = (n, sum s, sum s^2, n_ang,
-    sum a, sum a^2) over every neighbor slot (empty slots count as 0; pass the nlist at its full
-    sel width), a = s x/r components."""
-    env = np.asarray(env_matrix(ext_coord, nlist, cfg["rcut_smth"], cfg["rcut"]))
-    nloc = nlist.shape[1]
-    atype = np.asarray(ext_atype)[:, :nloc]
-    out = np.zeros((ntypes, 6))
-    for t in range(ntypes):
-        e = env[atype == t]  # [n_t, nnei, 4]
-        s, a = e[..., 0], e[..., 1:]
-        out[t] = (s.size, s.sum(), (s * s).sum(), a.size, a.sum(), (a * a).sum())
-    return out
+def stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray:
+    return env_stat_sums(ext_coord, ext_atype, nlist, cfg["rcut_smth"], cfg["rcut"], ntypes)
 
 
 def stats_from_sums(cfg: dict, sums: np.ndarray, dtype, protection: float = 1e-2) -> dict:
-    """davg/dstd per center type from accumulated env_stat_sums ([nt, 6]); std floored.
-    The angular mean stays 0 (rotations), its std is the components' pooled std."""
-    ntypes = sums.shape[0]
-    st = init_stats(cfg, ntypes, dtype)
-    for t in range(ntypes):
-        n, s1, s2, na, a1, a2 = sums[t]
-        if n == 0:
-            continue
-        mean = s1 / n
-        std_r = np.sqrt(max(s2 / n - mean * mean, 0.0))
-        std_a = np.sqrt(max(a2 / na - (a1 / na) ** 2, 0.0)) if na else 1.0
-        if not cfg.get("set_davg_zero", False):
-            st["davg"][t, 0] = mean
-        st["dstd"][t, 0] = max(std_r, protection)
-        if not is_radial(cfg):
-            st["dstd"][t, 1:] = max(std_a, protection)
-    return st
+    return env_stats_from_sums(sums, is_radial(cfg), dtype, protection,
+                               cfg.get("set_davg_zero", False))
