@@ -108,9 +108,9 @@ def test_unknown_keys(cfg):
         ("model/descriptor/exclude_types", [[0, 1]], "or set it to []"),
         ("loss/start_pref_ae", 1.0, "'loss/start_pref_ae' is not supported yet"),
         ("model/type_embedding", {"neuron": [8]}, "(remove it)"),
-        ("model/descriptor/type", "se_atten", "'model/descriptor/type' = 'se_atten' is not "
-         "supported yet by deepmd_md (use one of se_e2_a, se_e2_r)"),
-        ("model/descriptor/type", "dpa3", "not supported yet"),
+        ("model/descriptor/type", "se_e3", "'model/descriptor/type' = 'se_e3' is not "
+         "supported yet by deepmd_md (use one of se_e2_a, se_e2_r"),
+        ("model/descriptor/type", "se_a_mask", "not supported yet"),
         ("model/descriptor/activation_function", "relu6", "not supported yet"),
         ("learning_rate/type", "cosine", "not supported yet"),
         ("training/training_data/batch_size", "mixed:4", "not supported yet"),

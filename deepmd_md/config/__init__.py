@@ -43,18 +43,12 @@ def load_config(path: str | os.PathLike) -> dict:
 
 def _cross_checks(cfg: dict) -> None:
     model = cfg["model"]
-    desc = model["descriptor"]
-    if desc["rcut_smth"] >= desc["rcut"]:
-        raise ConfigError(
-            f"'model/descriptor/rcut_smth' ({desc['rcut_smth']}) must be smaller than "
-            f"'model/descriptor/rcut' ({desc['rcut']})"
-        )
-    tm, sel = model["type_map"], desc["sel"]
-    if tm is not None and isinstance(sel, list) and len(sel) != len(tm):
-        raise ConfigError(
-            f"'model/descriptor/sel' has {len(sel)} entries but 'model/type_map' has "
-            f"{len(tm)} types; give one sel per type"
-        )
+    desc, tm = model["descriptor"], model["type_map"]
+    from deepmd_md.model import descriptors
+
+    kind = descriptors.kind(desc)
+    if hasattr(kind, "check"):
+        kind.check(desc, None if tm is None else len(tm))
     if tm is not None and len(set(tm)) != len(tm):
         raise ConfigError(f"'model/type_map' lists an element twice: {tm}")
     for key in ("training_data", "validation_data"):
@@ -93,7 +87,7 @@ def resolve_auto_sel(cfg: dict, base_dir: str | os.PathLike | None = None) -> di
     import copy
 
     desc = cfg["model"]["descriptor"]
-    sel = desc["sel"]
+    sel = desc.get("sel")
     if not isinstance(sel, str):
         return cfg
     factor = 1.1 if sel == "auto" else float(sel.split(":", 1)[1])

@@ -11,41 +11,18 @@ from deepmd_md.config.schema import REQUIRED, Arg, Variant
 
 __all__ = ["ROOT_ARGS", "ACTIVATIONS"]
 
-ACTIVATIONS = ("tanh", "gelu", "relu", "softplus", "sigmoid", "linear", "none")
-UNSUPPORTED_ACTIVATIONS = ("relu6", "gelu_tf", "silu", "silut", "custom_silu")
-PRECISIONS = ("default", "float64", "float32")
-PRECISION_MAP = {"default": "float64"}  # DeePMD-kit v3's interface precision is float64
-
-U = "unsupported"
-IGN = "ignored"
-
-
-def _check_sel(value) -> str | None:
-    if isinstance(value, str):
-        if not re.fullmatch(r"auto(:\d+(\.\d*)?)?", value):
-            return f"bad sel '{value}'; use a list of int, 'auto' or 'auto:factor' (e.g. auto:1.1)"
-        return None
-    if any(v < 0 for v in value):
-        return "sel entries must be >= 0"
-    return None
-
-
-def _check_neuron(value) -> str | None:
-    return "every layer needs >= 1 neuron" if any(v < 1 for v in value) else None
+from deepmd_md.config.common import ACTIVATIONS, IGN, U  # noqa: E402
+from deepmd_md.config.common import activation as _activation  # noqa: E402
+from deepmd_md.config.common import check_neuron as _check_neuron  # noqa: E402
+from deepmd_md.config.common import check_nonneg as _check_nonneg  # noqa: E402
+from deepmd_md.config.common import check_positive as _check_positive  # noqa: E402
+from deepmd_md.config.common import precision as _precision  # noqa: E402
 
 
 def _check_compile(value) -> str | None:
     if value not in (True, False, "auto"):
         return f"must be true, false or \"auto\", not {value!r}"
     return None
-
-
-def _check_positive(value) -> str | None:
-    return None if value is None or value > 0 else f"must be > 0, got {value}"
-
-
-def _check_nonneg(value) -> str | None:
-    return None if value is None or value >= 0 else f"must be >= 0, got {value}"
 
 
 def _check_batch_size(value) -> str | None:
@@ -60,92 +37,24 @@ def _check_batch_size(value) -> str | None:
     return None
 
 
-def _activation(doc_net: str) -> Arg:
-    return Arg(
-        "activation_function",
-        "str",
-        "tanh",
-        f"Activation of the {doc_net} hidden layers ('none' = 'linear').",
-        choices=ACTIVATIONS,
-        unsupported_choices=UNSUPPORTED_ACTIVATIONS,
-    )
+# documented by DeePMD-kit; each one not registered (yet) is a clear "not supported yet"
+_DEEPMD_DESCRIPTORS = ("se_e3", "se_at", "se_a_3be", "se_e3_tebd", "se_a_tpe", "se_a_ebd",
+                       "se_a_mask", "se_a_ebd_v2", "loc_frame", "se_atten", "dpa1", "se_atten_v2",
+                       "dpa2", "dpa3", "hybrid")
 
 
-def _precision(doc_net: str) -> Arg:
-    return Arg(
-        "precision",
-        "str",
-        "default",
-        f"Floating point precision of the {doc_net} parameters; 'default' is float64.",
-        choices=PRECISIONS,
-        value_map=PRECISION_MAP,
-    )
+def _descriptor_variant() -> Variant:
+    """The descriptor types, from the registry (model/descriptors): each module declares its keys."""
+    from deepmd_md.model import descriptors
+
+    choices, alias = descriptors.schemas()
+    return Variant("type", choices, default=None, alias=alias,
+                   unsupported=tuple(t for t in _DEEPMD_DESCRIPTORS
+                                     if t not in choices and t not in alias),
+                   doc="Descriptor: " + ", ".join(choices) + ".")
 
 
-_SEL_DOC = (
-    "Neighbors kept per neighbor type: a list with one int per type (at least the largest "
-    "count within rcut), or 'auto' / 'auto:factor' = neighbor-stat maximum x factor (1.1), "
-    "rounded up to a multiple of 4."
-)
-
-
-def _se_common(angular: bool) -> tuple[Arg, ...]:
-    args = [
-        Arg("sel", "list[int]|str", "auto", _SEL_DOC, check=_check_sel),
-        Arg("rcut", "float", 6.0, "Cut-off radius (Å).", check=_check_positive),
-        Arg("rcut_smth", "float", 0.5, "Where the smooth switch to zero starts (Å).",
-            check=_check_nonneg),
-        Arg("neuron", "list[int]", [10, 20, 40], "Embedding-net hidden layer sizes.",
-            check=_check_neuron),
-    ]  # fmt: skip
-    if angular:
-        args.append(
-            Arg("axis_neuron", "int", 4, "Columns of the embedding matrix kept for the "
-                "symmetry-preserving product (M2).", alias=("n_axis_neuron",),
-                check=_check_positive)
-        )  # fmt: skip
-    args += [
-        _activation("embedding net"),
-        Arg("resnet_dt", "bool", False, "Scale the residual connections by a trainable dt."),
-        Arg("type_one_side", "bool", False,
-            "One embedding net per neighbor type (true) or per (center, neighbor) type pair."),
-        _precision("embedding net"),
-        Arg("trainable", "bool", True, "Whether the embedding-net parameters are trained."),
-        Arg("seed", "int|None", None, "Seed of the parameter initialisation."),
-        Arg("exclude_types", "list[list[int]]", [], "Type pairs without interaction.",
-            status=U),
-        Arg("env_protection", "float", 0.0, "Protection added to distances in the environment "
-            "matrix normalisation.", status=U),
-        Arg("set_davg_zero", "bool", False,
-            "Use a zero mean in the environment-matrix normalisation."),
-    ]  # fmt: skip
-    return tuple(args)
-
-
-DESCRIPTOR = Variant(
-    "type",
-    {"se_e2_a": _se_common(angular=True), "se_e2_r": _se_common(angular=False)},
-    default=None,
-    alias={"se_a": "se_e2_a", "se_r": "se_e2_r"},
-    unsupported=(
-        "se_e3",
-        "se_at",
-        "se_a_3be",
-        "se_e3_tebd",
-        "se_a_tpe",
-        "se_a_ebd",
-        "se_atten",
-        "dpa1",
-        "se_atten_v2",
-        "dpa2",
-        "dpa3",
-        "hybrid",
-        "se_a_mask",
-        "se_a_ebd_v2",
-        "loc_frame",
-    ),  # fmt: skip
-    doc="Descriptor: se_e2_a (smooth edition, radial + angular) or se_e2_r (radial only).",
-)
+DESCRIPTOR = _descriptor_variant()
 
 FITTING = Variant(
     "type",

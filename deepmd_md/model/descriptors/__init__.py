@@ -68,3 +68,15 @@ def format_for(cfg: dict, ext_coord, ext_atype, candidates):
     k = kind(cfg)
     return format_nlist(ext_coord, ext_atype, candidates, k.rcut(cfg), k.sel(cfg),
                         mixed=k.mixed_types(cfg))
+
+
+def schemas() -> tuple[dict, dict]:
+    """(type -> its Args, alias -> type) over every registered descriptor module."""
+    choices, alias, seen = {}, {}, set()
+    for mod in _load().values():
+        if id(mod) in seen:
+            continue
+        seen.add(id(mod))
+        choices.update(mod.schema())
+        alias.update(getattr(mod, "ALIASES", {}))
+    return choices, alias

@@ -11,11 +11,19 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import array_namespace
 
+from deepmd_md.errors import ConfigError
 from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
 from deepmd_md.model.env import env_matrix
 from deepmd_md.model.nn import apply_embedding_fm, init_net
 
 TYPES = ("se_e2_a", "se_e2_r")
+
+
+ALIASES = {"se_a": "se_e2_a", "se_r": "se_e2_r"}
+
+
+def schema() -> dict:
+    return {"se_e2_a": _args(angular=True), "se_e2_r": _args(angular=False)}
 
 
 def is_radial(cfg: dict) -> bool:
@@ -42,13 +50,15 @@ def receptive_field(cfg: dict) -> float:
     return float(cfg["rcut"])
 
 
-def check(cfg: dict, ntypes: int) -> None:
-    if len(cfg["sel"]) != ntypes:
-        from deepmd_md.errors import ConfigError
-
-        raise ConfigError(
-            f"model/descriptor/sel has {len(cfg['sel'])} entries but type_map has {ntypes}"
-        )
+def check(cfg: dict, ntypes: int | None) -> None:
+    """Cutoffs in order; one sel per type (ntypes None: type_map not known yet)."""
+    if cfg["rcut_smth"] >= cfg["rcut"]:
+        raise ConfigError(f"'model/descriptor/rcut_smth' ({cfg['rcut_smth']}) must be smaller "
+                          f"than 'model/descriptor/rcut' ({cfg['rcut']})")
+    sel = cfg["sel"]
+    if ntypes is not None and isinstance(sel, list) and len(sel) != ntypes:
+        raise ConfigError(f"'model/descriptor/sel' has {len(sel)} entries but 'model/type_map' "
+                          f"has {ntypes} types; give one sel per type")
 
 
 def out_dim(cfg: dict, ntypes: int = 0) -> int:
@@ -185,3 +195,57 @@ def stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray
 def stats_from_sums(cfg: dict, sums: np.ndarray, dtype, protection: float = 1e-2) -> dict:
     return env_stats_from_sums(sums, is_radial(cfg), dtype, protection,
                                cfg.get("set_davg_zero", False))
+
+
+# -- input keys --------------------------------------------------------------------------------
+
+SEL_DOC = (
+    "Neighbors kept per neighbor type: a list with one int per type (at least the largest "
+    "count within rcut), or 'auto' / 'auto:factor' = neighbor-stat maximum x factor (1.1), "
+    "rounded up to a multiple of 4."
+)
+
+
+def _args(angular: bool) -> tuple:
+    # imported here: deepmd_md.config builds its schema from this registry (import cycle)
+    from deepmd_md.config.common import (
+        U,
+        activation,
+        check_neuron,
+        check_nonneg,
+        check_positive,
+        check_sel,
+        precision,
+    )
+    from deepmd_md.config.schema import Arg
+
+    args = [
+        Arg("sel", "list[int]|str", "auto", SEL_DOC, check=check_sel),
+        Arg("rcut", "float", 6.0, "Cut-off radius (Å).", check=check_positive),
+        Arg("rcut_smth", "float", 0.5, "Where the smooth switch to zero starts (Å).",
+            check=check_nonneg),
+        Arg("neuron", "list[int]", [10, 20, 40], "Embedding-net hidden layer sizes.",
+            check=check_neuron),
+    ]  # fmt: skip
+    if angular:
+        args.append(
+            Arg("axis_neuron", "int", 4, "Columns of the embedding matrix kept for the "
+                "symmetry-preserving product (M2).", alias=("n_axis_neuron",),
+                check=check_positive)
+        )  # fmt: skip
+    args += [
+        activation("embedding net"),
+        Arg("resnet_dt", "bool", False, "Scale the residual connections by a trainable dt."),
+        Arg("type_one_side", "bool", False,
+            "One embedding net per neighbor type (true) or per (center, neighbor) type pair."),
+        precision("embedding net"),
+        Arg("trainable", "bool", True, "Whether the embedding-net parameters are trained."),
+        Arg("seed", "int|None", None, "Seed of the parameter initialisation."),
+        Arg("exclude_types", "list[list[int]]", [], "Type pairs without interaction.",
+            status=U),
+        Arg("env_protection", "float", 0.0, "Protection added to distances in the environment "
+            "matrix normalisation.", status=U),
+        Arg("set_davg_zero", "bool", False,
+            "Use a zero mean in the environment-matrix normalisation."),
+    ]  # fmt: skip
+    return tuple(args)
