@@ -1,7 +1,8 @@
 """The `.dp` file: a versioned, backend-neutral model (HDF5: JSON config + weights + statistics).
 
 Layout: attrs {format: "deepmd_md.model", version: 2 (1 is read and upgraded), config: JSON of
-the `model` section, extra: JSON}; groups /params and /buffers hold the flattened trees ("descriptor/t0/layers/0/w").
+the `model` section, extra: JSON}; groups /params and /buffers hold the flattened trees
+("descriptor/t0/layers/0/w").
 Also used for checkpoints (extra groups /opt_m, /opt_v; training state in `extra`), so no pickled
 code is ever loaded.
 """
