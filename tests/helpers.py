@@ -42,8 +42,14 @@ def model_config(descriptor: str = "se_e2_a", *, type_one_side: bool = True,
                  resnet_dt: bool = False, neuron=(4, 8), fitting=(8, 8),
                  fitting_resnet_dt: bool = True, precision: str = "float64",
                  activation: str = "tanh", rcut: float = RCUT, rcut_smth: float = RCUT_SMTH,
-                 sel=SEL, seed: int = 1) -> dict:
-    """A complete (normalised-form) `model` section of a tiny model."""
+                 sel=SEL, seed: int = 1, desc: dict | None = None) -> dict:
+    """A complete (normalised-form) `model` section of a tiny model; `desc`: a whole descriptor
+    section instead (e.g. one of tiny_descriptors())."""
+    if desc is not None:
+        return {"type_map": list(TYPE_MAP), "descriptor": normalized_descriptor(desc),
+                "fitting_net": {"neuron": list(fitting), "resnet_dt": fitting_resnet_dt,
+                                "activation_function": activation, "precision": precision,
+                                "seed": seed}}
     desc = {"type": descriptor, "sel": list(sel), "rcut": rcut, "rcut_smth": rcut_smth,
             "neuron": list(neuron), "resnet_dt": resnet_dt, "type_one_side": type_one_side,
             "activation_function": activation, "precision": precision, "seed": seed}
@@ -56,21 +62,53 @@ def model_config(descriptor: str = "se_e2_a", *, type_one_side: bool = True,
 
 
 def random_stats(data: dict, seed: int = 0) -> dict:
-    """Give `data` random non-trivial davg/dstd/bias_atom_e (in place; returned)."""
+    """Give `data` random non-trivial statistics (in place; returned): every davg/dstd pair in
+    the descriptor's statistics tree, and bias_atom_e."""
     rng = np.random.default_rng(seed)
     b = data["buffers"]
     dtype = b["bias_atom_e"].dtype
-    d = b["descriptor"]
-    nt, ncomp = d["davg"].shape
-    # as DeePMD's statistics: a mean for s only; one std for s, one shared by (x, y, z) s/r
-    # (anything else would break rotation invariance)
-    davg = np.zeros((nt, ncomp))
-    davg[:, 0] = rng.normal(0.05, 0.05, nt)
-    dstd = np.repeat(rng.uniform(0.05, 0.2, (nt, 2)), [1, ncomp - 1] if ncomp > 1 else [1, 0],
-                     axis=1)
-    d["davg"], d["dstd"] = davg.astype(dtype), dstd.astype(dtype)
+
+    def visit(node):
+        if not isinstance(node, dict):
+            return
+        if "davg" in node and "dstd" in node:
+            nt, ncomp = node["davg"].shape
+            # as DeePMD's statistics: a mean for s only; one std for s, one shared by (x, y, z)
+            # s/r (anything else would break rotation invariance)
+            davg = np.zeros((nt, ncomp))
+            davg[:, 0] = rng.normal(0.05, 0.05, nt)
+            dstd = np.repeat(rng.uniform(0.05, 0.2, (nt, 2)),
+                             [1, ncomp - 1] if ncomp > 1 else [1, 0], axis=1)
+            node["davg"], node["dstd"] = davg.astype(dtype), dstd.astype(dtype)
+        for k in sorted(node):
+            if k not in ("davg", "dstd"):
+                visit(node[k])
+
+    visit(b["descriptor"])
     b["bias_atom_e"] = np.array([-2.1, -0.7][: b["bias_atom_e"].shape[0]], dtype=dtype)
     return data
+
+
+def tiny_descriptors() -> dict:
+    """"family:variant" -> descriptor section, from the TINY dicts of tests/tiny/*.py."""
+    import importlib.util
+
+    out = {}
+    for path in sorted((TESTS / "tiny").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"tiny_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for name, desc in getattr(mod, "TINY", {}).items():
+            out[f"{path.stem}:{name}"] = desc
+    return out
+
+
+def normalized_descriptor(desc: dict) -> dict:
+    """A descriptor section with the schema's defaults filled in (as `dpmd train` sees it)."""
+    from deepmd_md.config.args import DESCRIPTOR
+    from deepmd_md.config.schema import normalize_tree
+
+    return normalize_tree(copy.deepcopy(desc), (), DESCRIPTOR, "model/descriptor")
 
 
 def make_model(descriptor: str = "se_e2_a", seed: int = 1, stats_seed: int = 0, **over) -> dict:

@@ -4,7 +4,7 @@ A backend test class subclasses `BackendMixin` and supplies two hooks:
 
     evaluate(data, coord [nf, nat, 3], atype [nf, nat], box [nf, 9] | None)
         -> {"energy" [nf], "atom_energy" [nf, nat], "force" [nf, nat, 3], "virial" [nf, 9]}
-    evaluate_lower(data, ext_coord [nf, nall, 3], ext_atype [nf, nall], nlist, raw_nlist)
+    evaluate_lower(data, ext_coord [nf, nall, 3], ext_atype [nf, nall], nlist, raw_nlist, mapping)
         -> {"atom_energy" [nf, nloc], "extended_force" [nf, nall, 3]}
        (nlist: the type-blocked list of prepare_frames; raw_nlist: unsorted candidates with
         atoms beyond rcut and -1 padding; a backend uses whichever its forward_lower takes)
@@ -24,6 +24,7 @@ from helpers import (
     assert_close,
     make_model,
     random_frames,
+    tiny_descriptors,
 )
 
 from deepmd_md import keys
@@ -46,6 +47,10 @@ VARIANTS = {
     "triclinic": ({"fitting_resnet_dt": False}, (14, TRICLINIC_BOX, 2)),
     "nopbc": ({"descriptor": "se_e2_r"}, (9, None, 2)),
 }
+# every tiny descriptor of tests/tiny/*.py (DPA-1/2/3, hybrid): periodic, and one cluster each
+for _name, _desc in tiny_descriptors().items():
+    VARIANTS[_name] = ({"desc": _desc}, (12, TRICLINIC_BOX, 1))
+LOWER_VARIANTS = ["triclinic", "nopbc", *tiny_descriptors()]
 
 
 def _system(nat, box, nf, seed=3):
@@ -90,7 +95,7 @@ class BackendMixin:
     def evaluate(self, data, coord, atype, box) -> dict:  # pragma: no cover - hook
         raise NotImplementedError
 
-    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist) -> dict:
+    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist, mapping) -> dict:
         raise NotImplementedError  # pragma: no cover - hook
 
     @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -105,7 +110,7 @@ class BackendMixin:
         for k in (keys.ENERGY, keys.ATOM_ENERGY, keys.FORCE, keys.VIRIAL):
             assert_close(out[k], ref[k], FP64_TOL, f"{variant}: {k}")
 
-    @pytest.mark.parametrize("variant", ["triclinic", "nopbc"])
+    @pytest.mark.parametrize("variant", LOWER_VARIANTS)
     def test_forward_lower_folds_to_forward(self, variant):
         """forward_lower on (extended atoms, nlist) + folding ghost forces onto owners ==
         forward (the reference); and sum_j r_j (x) F_j over extended atoms == the virial."""
@@ -120,7 +125,7 @@ class BackendMixin:
         if boxes is not None:  # the ghosts really matter in this test
             assert ext.shape[1] > 2 * nloc
         lo = self.evaluate_lower(data, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST],
-                                 raw_neighbor_list(ext, nloc))
+                                 raw_neighbor_list(ext, nloc), mapping)
         ef = np.asarray(lo[keys.EXT_FORCE], float)
         assert ef.shape == ext.shape
         assert_close(np.sum(lo[keys.ATOM_ENERGY], -1), fwd[keys.ENERGY], FP64_TOL, "energy")

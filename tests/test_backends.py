@@ -29,10 +29,11 @@ class _AdapterBackend(BackendMixin):
         return ad.evaluate(data["config"], ad.asarray(data["params"]), ad.asarray(data["buffers"]),
                            coord, prep)
 
-    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist):
+    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist, mapping):
         ad = self.adapter
         return ad.evaluate_lower(data["config"], ad.asarray(data["params"]),
-                                 ad.asarray(data["buffers"]), ext_coord, ext_atype, nlist)
+                                 ad.asarray(data["buffers"]), ext_coord, ext_atype, nlist,
+                                 mapping=mapping)
 
 
 class TestTorch(_AdapterBackend):
@@ -72,11 +73,11 @@ class TestFrozenPth(BackendMixin):
                         None if box is None else torch.tensor(box), None, None, False)
         return {k: v.detach().numpy() for k, v in out.items()}
 
-    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist):
+    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist, mapping):
         import torch
 
         m = self.module(data)
         out = m.forward_lower(torch.tensor(ext_coord), torch.tensor(ext_atype),
-                              torch.tensor(raw_nlist), None, None, None, False)
+                              torch.tensor(raw_nlist), torch.tensor(mapping), None, None, False)
         return {k: v.detach().numpy() for k, v in out.items()}
 

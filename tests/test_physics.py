@@ -14,17 +14,20 @@ from helpers import (
     assert_close,
     make_model,
     random_frames,
+    tiny_descriptors,
 )
 
 from deepmd_md import keys
 from deepmd_md.backends.numpy import reference
 from deepmd_md.model.env import switch
 from deepmd_md.model.frames import frame_atom_energy, prepare_frames
+from deepmd_md.model.model import rcut_of
 
 MODELS = {
     "se_e2_a": {},
     "se_e2_a-two_side": {"type_one_side": False},
     "se_e2_r": {"descriptor": "se_e2_r"},
+    **{name: {"desc": desc} for name, desc in tiny_descriptors().items()},
 }
 
 
@@ -208,9 +211,11 @@ def _crossing_cluster(r):
     return coord, np.array([0, 1, 1, 0])
 
 
-@pytest.mark.parametrize("descriptor", ["se_e2_a", "se_e2_r"])
+@pytest.mark.parametrize("descriptor", ["se_e2_a", "se_e2_r", *tiny_descriptors()])
 def test_energy_and_force_continuous_across_rcut(descriptor):
-    data = make_model(descriptor)
+    data = make_model(**MODELS[descriptor]) if descriptor in tiny_descriptors() else make_model(
+        descriptor)
+    assert rcut_of(data["config"]) == RCUT, "tiny models cut at helpers.RCUT"
     steps = np.array([1e-1, 1e-2, 1e-3, 1e-4])
     r = np.concatenate([RCUT - steps, RCUT + steps])
     coord, atype = _crossing_cluster(r)
@@ -228,9 +233,10 @@ def test_energy_and_force_continuous_across_rcut(descriptor):
     assert de[-1] < 1e-12 and df[-1] < 1e-8
 
 
-@pytest.mark.parametrize("descriptor", ["se_e2_a", "se_e2_r"])
+@pytest.mark.parametrize("descriptor", ["se_e2_a", "se_e2_r", *tiny_descriptors()])
 def test_energy_exactly_constant_beyond_rcut(descriptor):
-    data = make_model(descriptor)
+    data = make_model(**MODELS[descriptor]) if descriptor in tiny_descriptors() else make_model(
+        descriptor)
     r = RCUT + np.array([1e-9, 1e-3, 0.1, 0.5, 2.0])
     coord, atype = _crossing_cluster(r)
     out = reference.evaluate(data, coord, np.tile(atype, (len(r), 1)), None)

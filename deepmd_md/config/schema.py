@@ -55,7 +55,9 @@ class Arg:
     alias: tuple[str, ...] = ()
     status: str = "supported"
     sub: tuple[Arg, ...] | None = None  # fields of a dict value
-    variant: Variant | None = None  # variant sub-fields of a dict value
+    # variant sub-fields of a dict value (or of each dict of a list value); a zero-argument
+    # callable returning the Variant for a recursive schema (hybrid descriptors)
+    variant: Variant | Callable[[], Variant] | None = None
     choices: tuple | None = None  # supported values
     unsupported_choices: tuple = ()  # documented values we do not implement yet
     value_map: dict | None = None  # value rewrites after checks, e.g. precision default
@@ -144,8 +146,12 @@ def _value(value: Any, arg: Arg, path: str) -> Any:
             f"got {_type_name(value)} ({value!r})"
         )
     value = _as_float(value, arg.dtype)
-    if isinstance(value, dict) and (arg.sub is not None or arg.variant is not None):
-        value = normalize_tree(value, arg.sub or (), arg.variant, path)
+    variant = arg.variant() if callable(arg.variant) else arg.variant  # callable: recursive
+    if isinstance(value, dict) and (arg.sub is not None or variant is not None):
+        value = normalize_tree(value, arg.sub or (), variant, path)
+    elif isinstance(value, list) and (arg.sub is not None or variant is not None):
+        value = [normalize_tree(v, arg.sub or (), variant, f"{path}/{i}")
+                 for i, v in enumerate(value)]
     if arg.choices is not None and value not in arg.choices and value is not None:
         if value in arg.unsupported_choices:
             raise ConfigError(
@@ -262,7 +268,9 @@ def _doc_arg(arg: Arg, path: str, lines: list[str], depth: int) -> None:
     lines.append(" · ".join(facts) + "\n")
     if arg.doc:
         lines.append(arg.doc + "\n")
-    doc_tree(arg.sub or (), arg.variant, kpath, lines, depth + 1)
+    # a recursive (callable) variant is documented where it is defined, not again here
+    doc_tree(arg.sub or (), None if callable(arg.variant) else arg.variant, kpath, lines,
+             depth + 1)
 
 
 def doc_tree(
