@@ -85,7 +85,7 @@ def test_force_is_minus_energy_gradient(model, box):
     minus[idx, idx // 3, idx % 3] -= H
     b = None if boxes is None else np.repeat(boxes, 3 * nat, axis=0)
     fd = -(energies(model, plus, atype[0], b) - energies(model, minus, atype[0], b)) / (2 * H)
-    assert np.abs(ref[keys.FORCE]).max() > 1e-2
+    assert np.abs(ref[keys.FORCE]).max() > 1e-3  # interacting (tolerances are relative)
     assert_close(ref[keys.FORCE][0].ravel(), fd, FD_TOL, "force vs -dE/dx")
 
 
@@ -104,7 +104,7 @@ def test_virial_is_minus_strain_derivative(model, box):
             b = None if boxes is None else (boxes.reshape(3, 3) @ (np.eye(3) + eps)).reshape(1, 9)
             e.append(energies(model, c, atype, b)[0])
         fd[k] = -(e[0] - e[1]) / (2 * H)
-    assert np.abs(fd).max() > 1e-2
+    assert np.abs(fd).max() > 1e-3
     assert_close(ref[keys.VIRIAL][0], fd, FD_TOL, "virial vs -dE/d(strain)")
     # an independent identity for a cluster: virial = sum_i r_i (x) F_i
     if box is None:
