@@ -69,6 +69,10 @@ def random_stats(data: dict, seed: int = 0) -> dict:
     dtype = b["bias_atom_e"].dtype
 
     def visit(node):
+        if isinstance(node, list):
+            for v in node:
+                visit(v)
+            return
         if not isinstance(node, dict):
             return
         if "davg" in node and "dstd" in node:
