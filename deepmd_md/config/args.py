@@ -286,7 +286,8 @@ TRAINING = (
     Arg("tensorboard_freq", "int", 1, "Steps between TensorBoard records.", status=IGN),
     Arg("warmup_steps", "int", 0, "Learning-rate warm-up steps.", status=U),
     Arg("warmup_start_factor", "float", 0.0, "Warm-up start factor.", status=U),
-    Arg("gradient_max_norm", "float|None", None, "Gradient clipping norm.", status=U),
+    Arg("gradient_max_norm", "float|None", None, "Clip the gradient to this global 2-norm "
+        "before each Adam step (over all trainable parameters).", check=_check_positive),
     Arg("opt_type", "str", "Adam", "Optimizer.", choices=("Adam",),
         unsupported_choices=("AdamW", "LKF", "AdaMuon", "HybridMuon")),
     Arg("zero_stage", "int", 0, "ZeRO distributed optimizer stage.", status=U),

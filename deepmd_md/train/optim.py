@@ -18,12 +18,30 @@ def _zeros(x):
     return array_namespace(x).zeros_like(x)
 
 
-def adam_update(params, grads, state, lr: float, frozen=None):
+def clip_by_global_norm(grads: list, max_norm: float | None, frozen: list | None = None) -> list:
+    """Gradients scaled by min(1, max_norm / (|g| + 1e-6)), |g| the 2-norm over every trainable
+    leaf (training/gradient_max_norm; torch.nn.utils.clip_grad_norm_'s documented rule, which
+    DeePMD-kit's PyTorch training applies). grads: list of arrays; frozen leaves do not count."""
+    if max_norm is None:
+        return grads
+    xp = array_namespace(grads[0])
+    live = [g for i, g in enumerate(grads) if not (frozen and frozen[i])]
+    total = xp.sqrt(sum(xp.sum(g * g) for g in live))
+    coef = xp.clip(max_norm / (total + 1e-6), max=1.0)
+    return [g * coef for g in grads]
+
+
+def adam_update(params, grads, state, lr: float, frozen=None, max_norm: float | None = None):
     """One Adam step; returns (new params, new state). Pure: nothing is updated in place.
 
     frozen: optional tree of bools (True = not trainable); those leaves keep value and moments.
+    max_norm: clip the gradients to this global norm first (clip_by_global_norm).
     """
     lr_c1, c2 = adam_scalars(state["t"] + 1, lr)
+    if max_norm is not None:
+        leaves, fz = _leaves(grads), (_leaves(frozen) if frozen is not None else None)
+        it = iter(clip_by_global_norm(leaves, max_norm, fz))
+        grads = tree_map(lambda _: next(it), grads)
 
     def leaf(p, g, m, v):
         return adam_leaf(p, g, m, v, lr_c1, c2)
@@ -70,6 +88,12 @@ def frozen_mask(config: dict, params: dict) -> dict:
             layers.append({k: fixed for k in layer})
         fit[name] = {"layers": layers}
     out["fitting"] = fit
+    return out
+
+
+def _leaves(tree) -> list:
+    out: list = []
+    tree_map(out.append, tree)
     return out
 
 

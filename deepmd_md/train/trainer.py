@@ -125,7 +125,8 @@ def train(config: dict, backend_name: str = "torch", restart: str | None = None,
         data = init_model(mcfg, mcfg["descriptor"].get("seed"))
         data["buffers"] = compute_stats(mcfg, train_data)
     backend = load_backend(backend_name)  # after the data checks: a bad input fails fast
-    tr = backend.Trainer(data["config"], data["params"], data["buffers"], compile=compiled)
+    tr = backend.Trainer(data["config"], data["params"], data["buffers"], compile=compiled,
+                         max_grad_norm=tcfg.get("gradient_max_norm"))
     if opt_ckpt:
         opt_state = {"m": backend.asarray(opt_ckpt[0]), "v": backend.asarray(opt_ckpt[1]),
                      "t": opt_ckpt[2]}

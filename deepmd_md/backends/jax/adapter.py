@@ -78,7 +78,8 @@ class Trainer:
     """Trainable arrays and a jitted step (loss, grad, Adam) per model; the static type split
     (atoms per type) is a compile-time constant, one compile per system shape."""
 
-    def __init__(self, config: dict, params_np: dict, buffers_np: dict, compile: bool = True):
+    def __init__(self, config: dict, params_np: dict, buffers_np: dict, compile: bool = True,
+                 max_grad_norm: float | None = None):
         del compile  # always jit-compiled
         self.config = config
         self.params = asarray(params_np)
@@ -94,7 +95,8 @@ class Trainer:
         def step(params, opt_state, batch, prep, pref, lr, static):
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, batch, prep, pref, static)
-            params, opt_state = adam_update(params, grads, opt_state, lr, self.frozen)
+            params, opt_state = adam_update(params, grads, opt_state, lr, self.frozen,
+                                            max_grad_norm)
             return params, opt_state, metrics
 
         self._step = jax.jit(step, static_argnames=("static",))

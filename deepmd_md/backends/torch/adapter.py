@@ -55,8 +55,10 @@ def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist, mapping
 class Trainer:
     """Holds trainable tensors and Adam moments; `step` = loss, backward, Adam."""
 
-    def __init__(self, config: dict, params_np: dict, buffers_np: dict, compile: bool = False):
+    def __init__(self, config: dict, params_np: dict, buffers_np: dict, compile: bool = False,
+                 max_grad_norm: float | None = None):
         self.config = config
+        self.max_grad_norm = max_grad_norm
         self.params = asarray(params_np, trainable=True)
         self.buffers = asarray(buffers_np)
         mask = frozen_mask(config, params_np)
@@ -67,7 +69,8 @@ class Trainer:
 
             fz = _leaves(self.frozen) if self.frozen is not None else None
             self.compiled = CompiledStep(config, self.params, self.buffers, efv, _rebuild,
-                                         fz or [False] * len(_leaves(self.params)))
+                                         fz or [False] * len(_leaves(self.params)),
+                                         max_grad_norm)
 
     def loss(self, batch: dict, prep: dict, pref: dict, train: bool):
         b = asarray({k: v for k, v in batch.items() if v is not None})  # box None: nopbc
@@ -90,7 +93,8 @@ class Trainer:
         grads = torch.autograd.grad(loss, leaves)
         grad_tree = _rebuild(self.params, iter(grads))
         with torch.no_grad():
-            new, opt_state = adam_update(self.params, grad_tree, opt_state, lr, self.frozen)
+            new, opt_state = adam_update(self.params, grad_tree, opt_state, lr, self.frozen,
+                                         self.max_grad_norm)
         self.params = tree_map(lambda t: t.detach().requires_grad_(True), new)
         return opt_state, {k: float(v.detach()) for k, v in metrics.items()}
 

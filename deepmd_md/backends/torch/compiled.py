@@ -25,7 +25,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from deepmd_md import keys
 from deepmd_md.backends.torch.fx_rewrite import fast_tanh
 from deepmd_md.train.loss import ener_loss
-from deepmd_md.train.optim import adam_leaf
+from deepmd_md.train.optim import adam_leaf, clip_by_global_norm
 
 _PREFS = ("e", "f", "v")
 
@@ -39,8 +39,10 @@ class CompiledStep:
     passed as 0-d tensors so that their schedules never recompile; frozen: one bool per leaf.
     """
 
-    def __init__(self, config: dict, params, buffers, efv, rebuild, frozen: list[bool]):
+    def __init__(self, config: dict, params, buffers, efv, rebuild, frozen: list[bool],
+                 max_norm: float | None = None):
         self.config, self.params, self.buffers = config, params, buffers
+        self.max_norm = max_norm
         self.efv, self.rebuild, self.frozen = efv, rebuild, frozen
         self.graphs: dict = {}
 
@@ -69,7 +71,8 @@ class CompiledStep:
             p = dict(zip(pnames, pt, strict=True), **static)
             pred = self.efv(self.config, params, self.buffers, b[keys.COORD], p, create_graph=True)
             loss, met = ener_loss(pred, b, dict(zip(_PREFS, pr[:3], strict=True)))
-            grads = torch.autograd.grad(loss, leaves)
+            grads = clip_by_global_norm(list(torch.autograd.grad(loss, leaves)), self.max_norm,
+                                        self.frozen)
             new = [(x, m, v) if fz else adam_leaf(x.detach(), g, m, v, pr[3], pr[4])
                    for x, g, m, v, fz in zip(leaves, grads, ms, vs, self.frozen, strict=True)]
             return (loss, met["rmse_e"], met["rmse_f"], met["rmse_v"], [n[0].detach() for n in new],
