@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from helpers import (
     make_model,
+    model_config,
     read_lcurve,
     teacher_system,
+    tiny_descriptors,
     train_input,
 )
 
@@ -207,9 +209,10 @@ def test_non_periodic_system_trains(tmp_path, teacher_nopbc):
     assert moved > 1e-4
 
 
-def test_torch_and_jax_take_the_same_steps(tmp_path, teacher):
+@pytest.mark.parametrize("descr", ["se_e2_a", *tiny_descriptors()])
+def test_torch_and_jax_take_the_same_steps(tmp_path, teacher, descr):
     """Same init, same batches: same first-step loss metrics and same parameters after two
-    Adam steps (the optimizer and loss are shared code), to 1e-10."""
+    Adam steps (the optimizer and loss are shared code), to 1e-10; for every descriptor."""
     pytest.importorskip("jax")
     from deepmd_md.backends.jax import adapter as jax_ad
     from deepmd_md.backends.torch import adapter as torch_ad
@@ -217,7 +220,8 @@ def test_torch_and_jax_take_the_same_steps(tmp_path, teacher):
     from deepmd_md.train.optim import adam_init
     from deepmd_md.train.prepared import PreparedData
 
-    init = make_model(seed=4)
+    init = (make_model(seed=4) if descr == "se_e2_a"
+            else make_model(desc=tiny_descriptors()[descr], seed=4))
     cfg = normalize(train_input([teacher], tmp_path))
     prepared = PreparedData(init["config"], [str(teacher)], 2)
     rng = np.random.default_rng(0)
@@ -289,3 +293,28 @@ def test_descriptor_trainable_false_freezes_embedding(tmp_path, teacher):
     fit = [k for k in before if k.startswith("fitting/")]
     assert max(np.abs(after[k] - before[k]).max() for k in fit) > 1e-6  # fitting trains
     assert all(np.array_equal(after[k], before[k]) for k in desc), "embedding nets changed"
+
+
+@pytest.mark.parametrize("descr", list(tiny_descriptors()))
+def test_every_descriptor_trains_from_data(tmp_path, teacher, descr):
+    """`dpmd train`'s path for each descriptor: statistics from the data (every davg/dstd set,
+    stds positive), 3 steps, a checkpoint that loads and evaluates like the reference."""
+    inp = train_input([teacher], tmp_path, numb_steps=3, save_freq=3,
+                      model=model_config(desc=tiny_descriptors()[descr]))
+    last = run(inp)
+    data = load_dp(last)
+    stats = flatten(data["buffers"]["descriptor"])
+    assert stats and all(np.all(v[..., 0] > 0) for k, v in stats.items() if k.endswith("dstd"))
+    assert any(np.any(v != 0) for k, v in stats.items() if k.endswith("davg")) or all(
+        "davg" not in k for k in stats) or _davg_zero(data["config"]["descriptor"])
+    _, lc = read_lcurve(tmp_path / "lcurve.out")
+    assert lc.shape[0] >= 2 and np.all(np.isfinite(lc))
+
+
+def _davg_zero(desc) -> bool:
+    """Whether a descriptor config (or any part of it) asks for a zero mean."""
+    if isinstance(desc, dict):
+        return bool(desc.get("set_davg_zero")) or any(_davg_zero(v) for v in desc.values())
+    if isinstance(desc, list):
+        return any(_davg_zero(v) for v in desc)
+    return False
