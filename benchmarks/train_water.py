@@ -30,15 +30,18 @@ EXAMPLE = ROOT / "examples" / "water"
 
 
 SEED: int | None = None  # --seeds: the model seed of this run (training seed SEED + 9)
+NAME = "se_e2_a"  # the example folder under examples/water (benchmarks/gnn.py sets others)
+PEAK_RSS: dict = {}  # command's working dir -> peak RSS of the process (MiB)
 
 
 def _workdir(tmp: Path, name: str, steps: int) -> Path:
     if SEED is not None:
         name = f"{name}-s{SEED}"
-    d = tmp / name / "se_e2_a"
+    d = tmp / name / NAME
     d.mkdir(parents=True)
     (tmp / name / "data").symlink_to(EXAMPLE / "data")
-    cfg = json.loads((EXAMPLE / "se_e2_a" / "input.json").read_text())
+    cfg = json.loads((EXAMPLE / NAME / "input.json").read_text())
+    cfg["training"].pop("stat_file", None)
     if SEED is not None:
         cfg["model"]["descriptor"]["seed"] = cfg["model"]["fitting_net"]["seed"] = SEED
         cfg["training"]["seed"] = SEED + 9
@@ -50,10 +53,19 @@ def _workdir(tmp: Path, name: str, steps: int) -> Path:
 
 
 def _run(cmd, cwd, env) -> str:
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    """Run cmd; its peak RSS (MiB, from wait4's rusage of that process) goes to PEAK_RSS[cwd]."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=out, stderr=err,
+                             text=True)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        so, se = out.read(), err.read()
+    PEAK_RSS[str(cwd)] = usage.ru_maxrss / 1024
     if p.returncode:
-        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
-    return p.stdout + p.stderr
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{so[-2000:]}\n{se[-3000:]}")
+    return so + se
 
 
 def ours(tmp: Path, name: str, steps: int, env) -> dict:
@@ -67,6 +79,7 @@ def ours(tmp: Path, name: str, steps: int, env) -> dict:
     t0 = time.perf_counter()
     out = _run(dpmd + ["train", "input.json", "-b", backend, "--no-progress"], d, env)
     wall = time.perf_counter() - t0
+    rss = PEAK_RSS[str(d)]
     per = float(re.search(r"average training time: ([0-9.]+) s/step", out).group(1))
     comp = re.search(r"compiled in ([0-9.]+) s", out)
     res = json.loads(_run(dpmd + ["test", "-m", f"model.ckpt-{steps}.ckpt", "-s", "../data/data_3",
@@ -75,7 +88,7 @@ def ours(tmp: Path, name: str, steps: int, env) -> dict:
         _run(dpmd + ["freeze", "-o", str(KEEP / f"dpmd-{backend}.pth")], d, env)
     return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * res["energy_rmse_per_atom"],
             "f_rmse": res["force_rmse"], "wall_s": wall,
-            "compile_s": float(comp.group(1)) if comp else 0.0}
+            "compile_s": float(comp.group(1)) if comp else 0.0, "peak_rss_mib": rss}
 
 
 def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
@@ -84,6 +97,7 @@ def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
     t0 = time.perf_counter()
     out = _run([dp, f"--{fw}", "train", "input.json"], d, env)
     wall = time.perf_counter() - t0
+    rss = PEAK_RSS[str(d)]
     per = float(re.findall(r"average training time: ([0-9.]+) s/batch", out)[-1])
     model = "frozen.pth" if fw == "pt" else "frozen.pb"
     _run([dp, f"--{fw}", "freeze", "-o", model], d, env)
@@ -93,7 +107,7 @@ def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
     e = float(re.search(r"Energy RMSE/Natoms\s*:\s*([0-9.eE+-]+)", out).group(1))
     f = float(re.search(r"Force\s+RMSE\s*:\s*([0-9.eE+-]+)", out).group(1))
     return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * e, "f_rmse": f, "wall_s": wall,
-            "compile_s": 0.0}
+            "compile_s": 0.0, "peak_rss_mib": rss}
 
 
 def _env(threads: str) -> dict:
