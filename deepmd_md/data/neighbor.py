@@ -197,11 +197,14 @@ def count_neighbors(ext_atype: np.ndarray, nlist: np.ndarray, ntypes: int) -> np
 
 
 def check_sel(
-    counts: np.ndarray, sel: Sequence[int], type_map: Sequence[str], rcut: float | None = None
+    counts: np.ndarray, sel: Sequence[int], type_map: Sequence[str], rcut: float | None = None,
+    key: str = "sel", mixed: bool = False,
 ) -> None:
     """NeighborError if any atom has more neighbors of a type than sel allows.
 
-    counts: [nf, nloc, ntypes] (from count_neighbors) or [ntypes] maxima.
+    counts: [nf, nloc, ntypes] (from count_neighbors) or [ntypes] maxima; mixed: counts
+    [..., 1] of all types against sel [n]. key: the input key the advice names (under
+    model/descriptor/).
     """
     found = np.asarray(counts).reshape(-1, len(sel)).max(axis=0) if np.size(counts) else None
     if found is None:
@@ -211,14 +214,12 @@ def check_sel(
         t = int(np.argmax(over))
         need = [int(max(s, n)) for s, n in zip(sel, found, strict=True)]
         within = f"within rcut {rcut:g}" if rcut is not None else "within rcut"
+        of_type = "(any type) " if mixed else f"of type {type_map[t]} "
+        now, use = (int(sel[0]), need[0]) if mixed else (list(map(int, sel)), need)
         raise NeighborError(
-            f"found {int(found[t])} neighbors {_of_type(type_map[t])}{within} "
-            f"(sel = {list(map(int, sel))}); set model/descriptor/sel to at least {need}"
+            f"found {int(found[t])} neighbors {of_type}{within} "
+            f"({key} = {now}); set model/descriptor/{key} to at least {use}"
         )
-
-
-def _of_type(name: str) -> str:
-    return "" if name.startswith("(") else f"of type {name} "
 
 
 def neighbor_stat(

@@ -13,7 +13,7 @@ from array_api_compat import array_namespace
 
 from deepmd_md import keys
 from deepmd_md.model.env import format_nlist, gather_rows
-from deepmd_md.model.model import atomic_outputs, mixed_of, rcut_of, sel_of
+from deepmd_md.model.model import atomic_outputs, mixed_of, rcut_of, sel_key_of, sel_of
 
 
 def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> dict:
@@ -34,11 +34,13 @@ def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> d
     ext_coord, ext_atype, mapping, shift = extend_coord(coord, atype, box, rcut)
     raw = neighbor_candidates(ext_coord, coord.shape[1], rcut)
     if check_sel:
+        key = sel_key_of(config)
         if mixed:  # one count over all types
-            counts = (raw >= 0).sum(-1)[..., None]
-            _check(counts, sel, ["(any type)"], rcut=rcut)
+            _check((raw >= 0).sum(-1)[..., None], sel, config["type_map"], rcut=rcut, key=key,
+                   mixed=True)
         else:
-            _check(count_neighbors(ext_atype, raw, len(sel)), sel, config["type_map"], rcut=rcut)
+            _check(count_neighbors(ext_atype, raw, len(sel)), sel, config["type_map"], rcut=rcut,
+                   key=key)
     nlist = np.asarray(format_nlist(ext_coord, ext_atype, raw, rcut, sel, mixed=mixed))
     return {keys.MAPPING: mapping, keys.SHIFT: shift, keys.EXT_ATYPE: ext_atype, keys.NLIST: nlist}
 

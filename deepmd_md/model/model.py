@@ -55,6 +55,12 @@ def rcut_of(config: dict) -> float:
     return float(descriptor_kind(config).rcut(config["descriptor"]))
 
 
+def sel_key_of(config: dict) -> str:
+    """The input key (under model/descriptor/) that sets the model nlist's width, for advice."""
+    kind = descriptor_kind(config)
+    return kind.sel_key(config["descriptor"]) if hasattr(kind, "sel_key") else "sel"
+
+
 def mixed_of(config: dict) -> bool:
     """Whether the model's nlist is one distance-sorted block of any type (else type-blocked)."""
     return bool(descriptor_kind(config).mixed_types(config["descriptor"]))

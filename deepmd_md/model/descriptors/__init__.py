@@ -19,8 +19,9 @@ A descriptor module defines, for its normalised config `cfg` (the `descriptor` s
         -> D [nf, nloc, out_dim]          (array API; nlist formatted per mixed_types/rcut/sel;
                                            comm: model/comm.py exchange, for message passing)
 
-Optional: `compute_blocked` (engines' per-type fast path, typed descriptors only), `check(cfg)`
-(consistency checks raising ConfigError). Adding a descriptor = one module + one line in
+Optional: `compute_blocked` (engines' per-type fast path, typed descriptors only), `check(cfg,
+ntypes)` (consistency checks raising ConfigError), `sel_key(cfg)` (the input key setting the
+nlist width, e.g. "repflow/e_sel", named in "sel too small" errors; default "sel"). Adding a descriptor = one module + one line in
 `_MODULES`; nothing else in the code names descriptor types.
 """
 
