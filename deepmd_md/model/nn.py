@@ -14,11 +14,36 @@ import math
 import numpy as np
 from array_api_compat import array_namespace
 
-ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf", "linear", "none")
+from deepmd_md.model.env import real
+
+ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf", "linear", "none",
+               "silu", "silut", "custom_silu")  # silut / custom_silu take ":threshold" (default 3)
+
+
+def _sigmoid(x):
+    """1 / (1 + e^-x) without overflow on either side (e^-|x| form; analytic per branch, so
+    complex-step safe, and both branches finite, so autograd through `where` stays finite)."""
+    xp = array_namespace(x)
+    pos = real(x) >= 0
+    e = xp.exp(xp.where(pos, -x, x))  # e^-|x|
+    return xp.where(pos, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _silut(x, threshold: float):
+    """DeePMD-kit's "silut:t" ("custom_silu:t"): silu(x) below t, above it
+    tanh(silu'(t) (x - t)) + silu(t) (C1 at t: equal value and slope)."""
+    xp = array_namespace(x)
+    sig_t = 1.0 / (1.0 + math.exp(-threshold))
+    slope = sig_t + threshold * sig_t * (1.0 - sig_t)
+    below = real(x) < threshold
+    xs = xp.where(below, x, xp.full_like(x, threshold))  # each branch sees only its own range
+    xt = xp.where(below, xp.full_like(x, threshold), x)
+    return xp.where(below, xs * _sigmoid(xs), xp.tanh(slope * (xt - threshold)) + threshold * sig_t)
 
 
 def activate(x, name: str):
-    """Elementwise activation; all are analytic except relu/relu6 (complex-step safe: tanh, gelu)."""
+    """Elementwise activation; all are analytic except relu/relu6 (complex-step safe: tanh, gelu,
+    silu; silut is analytic on each side of its threshold, compared on the real part)."""
     xp = array_namespace(x)
     if name == "tanh":
         return xp.tanh(x)
@@ -34,6 +59,11 @@ def activate(x, name: str):
         return 1.0 / (1.0 + xp.exp(-x))
     if name in ("linear", "none"):
         return x
+    if name == "silu":
+        return x * _sigmoid(x)
+    base, _, arg = name.partition(":")
+    if base in ("silut", "custom_silu"):
+        return _silut(x, float(arg) if arg else 3.0)
     raise ValueError(f"unknown activation {name!r}")
 
 

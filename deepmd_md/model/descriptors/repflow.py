@@ -1,0 +1,262 @@
+"""RepFlow layers of DPA-3: node, edge and angle features updated together (array API).
+
+Math (Zhang et al. 2025, arXiv 2506.01686; DeePMD-kit 3.x "DPA3"), for a center i with its
+nnei = e_sel nearest neighbors j inside e_rcut (edges) and, among its first a_sel slots, those
+inside a_rcut (angle neighbors j, k):
+
+  geometry    sw_ij = switch_e(r_ij), s = sw/r, R_ij = ((s, s x/r, s y/r, s z/r) - davg) / dstd
+              h_ij = R_ij[1:4]; a_sw_ij = switch_a(r_ij) on angle slots, 0 elsewhere
+  init        n_i = act(T[t_i]); e_ij = act(R_ij[0] W_e + b_e) (or r_ij W_e + b_e, no act,
+              with edge_init_use_dist); a_ijk = c cos(theta_jik) W_a, c = (1 - 1e-6)/sqrt(pi),
+              the unit vectors d/(r + 1e-6)
+  node        u1 = act(L(n_i)); u2 = act(L([S(e, h), S(n_j, h)])) with
+              S(g, h) = (H^T[:axis] H) / 3 flattened, H = sum_j sw_ij h_ij g_ij^T / sqrt(nnei);
+              u3.. = sum_j sw_ij act(L([n_i, n_j, e_ij])) / nnei  (n_multi_edge_message heads)
+  edge        v1 = act(L([n_i, n_j, e_ij]));  v2 = act(L(m_ij)) with m_ij =
+              sum_k a_sw_ij a_sw_ik act(L([a_ijk, n'_i, e'_ik, e'_ij])) / sqrt(a_sel) on angle
+              edges; elsewhere m_ij = e_ij (or 0 with smooth_edge_update)
+  angle       w1 = act(L([a_ijk, n'_i, e'_ik, e'_ij]))
+  update      res_residual: x + sum_k r_k u_k (r_k trainable); res_avg: (x + sum u)/sqrt(K+1);
+              res_incr: x + sum u / sqrt(K)
+
+n', e': node and edge features compressed for the angle messages (a_compress_rate c: a linear
+map without bias to a_dim/c and a_compress_e_rate * a_dim/(2c), or their first entries with
+a_compress_use_split). L = a linear layer y = x W + b. Every concatenation above is evaluated
+as a sum of products with the row blocks of W (no concatenated copy).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from deepmd_md.model.env import gather_rows, real
+from deepmd_md.model.nn import activate
+
+ANGLE_SCALE = (1.0 - 1e-6) / math.sqrt(math.pi)  # angle input = ANGLE_SCALE * cos(theta)
+UNIT_EPS = 1e-6  # unit vectors of the angle input: d / (r + UNIT_EPS)
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+
+def _linear(rng, nin: int, nout: int, dtype, bias: bool = True) -> dict:
+    p = {"w": rng.normal(0.0, 1.0 / math.sqrt(nin + nout), (nin, nout)).astype(dtype)}
+    if bias:
+        p["b"] = rng.normal(0.0, 1.0, nout).astype(dtype)
+    return p
+
+
+def compressed_dims(rf: dict) -> tuple[int, int]:
+    """Widths of the node and edge features inside the angle messages."""
+    c = rf["a_compress_rate"]
+    if c == 0:
+        return rf["n_dim"], rf["e_dim"]
+    return rf["a_dim"] // c, rf["a_compress_e_rate"] * rf["a_dim"] // (2 * c)
+
+
+def n_updates(rf: dict) -> tuple[int, int, int]:
+    """Number of update terms of node, edge and angle features."""
+    ua = bool(rf["update_angle"])
+    return 2 + rf["n_multi_edge_message"], 1 + ua, int(ua)
+
+
+def init_layer(rf: dict, rng: np.random.Generator, dtype) -> dict:
+    n, e, a = rf["n_dim"], rf["e_dim"], rf["a_dim"]
+    ax, heads = rf["axis_neuron"], rf["n_multi_edge_message"]
+    p = {
+        "node_self": _linear(rng, n, n, dtype),
+        "node_sym": _linear(rng, (n + e) * ax, n, dtype),
+        "node_edge": _linear(rng, 2 * n + e, n * heads, dtype),
+        "edge_self": _linear(rng, 2 * n + e, e, dtype),
+    }
+    if rf["update_angle"]:
+        nc, ec = compressed_dims(rf)
+        if rf["a_compress_rate"] and not rf["a_compress_use_split"]:
+            p["a_compress_n"] = _linear(rng, n, nc, dtype, bias=False)
+            p["a_compress_e"] = _linear(rng, e, ec, dtype, bias=False)
+        p["edge_angle1"] = _linear(rng, a + nc + 2 * ec, e, dtype)
+        p["edge_angle2"] = _linear(rng, e, e, dtype)
+        p["angle_self"] = _linear(rng, a + nc + 2 * ec, a, dtype)
+    if rf["update_style"] == "res_residual":
+        for key, width, count in zip(("n_residual", "e_residual", "a_residual"), (n, e, a),
+                                     n_updates(rf), strict=True):
+            if count == 0:
+                continue
+            shape = (count, width)
+            scale = rf["update_residual"]
+            r = (np.full(shape, scale) if rf["update_residual_init"] == "const"
+                 else rng.normal(0.0, scale, shape))
+            p[key] = r.astype(dtype)
+    return p
+
+
+def init_params(rf: dict, rng: np.random.Generator, dtype) -> dict:
+    """Edge and angle embeddings and the layers (the type embedding lives in dpa3.py)."""
+    return {
+        "edge_embd": _linear(rng, 1, rf["e_dim"], dtype),
+        "angle_embd": _linear(rng, 1, rf["a_dim"], dtype, bias=False),
+        "layers": [init_layer(rf, rng, dtype) for _ in range(rf["nlayers"])],
+    }
+
+
+# -- geometry -----------------------------------------------------------------------------------
+
+
+def switch(rf: dict, r, rcut_smth: float, rcut: float):
+    """Polynomial C2 switch (1 below rcut_smth, 0 beyond rcut), or with use_exp_switch
+    exp(-exp(20 (r - rcut_smth) / rcut_smth)) below rcut, 0 beyond."""
+    xp = array_namespace(r)
+    rr = real(r)
+    zero = xp.zeros_like(r)
+    if rf["use_exp_switch"]:
+        inside = rr < rcut
+        rs = xp.where(inside, r, xp.full_like(r, rcut))
+        return xp.where(inside, xp.exp(-xp.exp(20.0 * (rs - rcut_smth) / rcut_smth)), zero)
+    u = (r - rcut_smth) / (rcut - rcut_smth)
+    poly = u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
+    return xp.where(rr < rcut_smth, xp.ones_like(r), xp.where(rr < rcut, poly, zero))
+
+
+def geometry(rf: dict, stats: dict, ext_coord, atype, nlist, mask) -> dict:
+    """Everything the layers need from coordinates.
+
+    nlist [nf, nloc, nnei] (-1 = empty; empty slots gather atom 0 and are masked); mask: its
+    valid slots (exclusions applied). Returns sw, h [.., 3], edge_in (normalised s or r),
+    r, a_mask / a_sw [nf, nloc, a_sel] and cos [nf, nloc, a_sel, a_sel] (angle input)."""
+    xp = array_namespace(ext_coord)
+    nloc = nlist.shape[1]
+    diff = gather_rows(ext_coord, nlist) - ext_coord[:, :nloc, None, :]
+    r2 = xp.sum(diff * diff, axis=-1)
+    r2 = xp.where(mask, r2, xp.ones_like(r2))  # empty slots: r = 1 keeps 1/r finite
+    r = xp.sqrt(r2)
+    zero = xp.zeros_like(r)
+    sw = xp.where(mask, switch(rf, r, rf["e_rcut_smth"], rf["e_rcut"]), zero)
+    s = sw / r
+    env = xp.concat([s[..., None], (s / r)[..., None] * diff], axis=-1)
+    flat = xp.reshape(atype, (-1,))
+    shape = (atype.shape[0], nloc, 1, 4)
+    avg = xp.reshape(xp.take(stats["davg"], flat, axis=0), shape)
+    std = xp.reshape(xp.take(stats["dstd"], flat, axis=0), shape)
+    env = (env - avg) / std
+    asel = rf["a_sel"]
+    ra, da = r[:, :, :asel], diff[:, :, :asel, :]
+    a_mask = mask[:, :, :asel] & (real(ra) < rf["a_rcut"])
+    a_sw = xp.where(a_mask, switch(rf, ra, rf["a_rcut_smth"], rf["a_rcut"]), zero[:, :, :asel])
+    unit = da / (ra[..., None] + UNIT_EPS)
+    cos = xp.matmul(unit, xp.matrix_transpose(unit))
+    pair = a_mask[:, :, :, None] & a_mask[:, :, None, :]
+    cos = xp.where(pair, cos, xp.zeros_like(cos))
+    edge_in = xp.where(mask, r, zero) if rf["edge_init_use_dist"] else env[..., 0]
+    return {"sw": sw, "h": env[..., 1:], "edge_in": edge_in, "a_mask": a_mask, "a_sw": a_sw,
+            "cos": cos}
+
+
+def init_features(rf: dict, params: dict, geo: dict, act: str):
+    """Initial edge [nf, nloc, nnei, e_dim] and angle [nf, nloc, a_sel, a_sel, a_dim] features."""
+    pe = params["edge_embd"]
+    edge = geo["edge_in"][..., None] * pe["w"][0] + pe["b"]
+    if not rf["edge_init_use_dist"]:
+        edge = activate(edge, act)
+    angle = (ANGLE_SCALE * geo["cos"])[..., None] * params["angle_embd"]["w"][0]
+    return edge, angle
+
+
+# -- one layer ----------------------------------------------------------------------------------
+
+
+def _lin(p: dict, x):
+    xp = array_namespace(x)
+    y = xp.matmul(x, p["w"])
+    return y + p["b"] if "b" in p else y
+
+
+def _symmetrize(g, hw, nnei: int, axis: int):
+    """(H^T[:axis] H) / 3 flattened: H = hw^T g / sqrt(nnei), hw = sw h [nf, nloc, nnei, 3],
+    g [nf, nloc, nnei, d] -> [nf, nloc, axis * d]."""
+    xp = array_namespace(g)
+    hg = xp.matmul(xp.matrix_transpose(hw), g) / math.sqrt(nnei)  # [nf, nloc, 3, d]
+    grrg = xp.matmul(xp.matrix_transpose(hg[..., :axis]), hg) / 3.0  # [nf, nloc, axis, d]
+    return xp.reshape(grrg, (g.shape[0], g.shape[1], axis * g.shape[-1]))
+
+
+def _update(rf: dict, x, terms: list, res):
+    style = rf["update_style"]
+    if style == "res_residual":
+        for k, u in enumerate(terms):
+            x = x + res[k] * u
+        return x
+    total = terms[0]
+    for u in terms[1:]:
+        total = total + u
+    if style == "res_avg":
+        return (x + total) / math.sqrt(len(terms) + 1.0)
+    return x + total / math.sqrt(float(len(terms)))  # res_incr
+
+
+def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
+    """One RepFlow layer: node features of local and ghost atoms node_ext [nf, nall, n_dim],
+    edge [nf, nloc, nnei, e_dim], angle [nf, nloc, a_sel, a_sel, a_dim] -> (node [nf, nloc,
+    n_dim], edge, angle) updated (angle unchanged without update_angle)."""
+    xp = array_namespace(node_ext)
+    nf, nloc, nnei = nlist.shape
+    n_dim, e_dim = rf["n_dim"], rf["e_dim"]
+    node = node_ext[:, :nloc, :]
+    nei = gather_rows(node_ext, nlist)  # [nf, nloc, nnei, n]
+    sw = geo["sw"][..., None]
+
+    n_terms = [activate(_lin(p["node_self"], node), act)]
+    hw = geo["h"] * sw
+    axis = rf["axis_neuron"]
+    sym = xp.concat([_symmetrize(edge, hw, nnei, axis), _symmetrize(nei, hw, nnei, axis)], axis=-1)
+    n_terms.append(activate(_lin(p["node_sym"], sym), act))
+
+    def pair_linear(q):  # L([n_i, n_j, e_ij]) from the row blocks of W
+        w = q["w"]
+        return (xp.matmul(node, w[:n_dim])[:, :, None, :] + xp.matmul(nei, w[n_dim:2 * n_dim])
+                + xp.matmul(edge, w[2 * n_dim:]) + q["b"])
+
+    msg = xp.sum(activate(pair_linear(p["node_edge"]), act) * sw, axis=2) / float(nnei)
+    for h in range(rf["n_multi_edge_message"]):
+        n_terms.append(msg[..., h * n_dim:(h + 1) * n_dim])
+    e_terms = [activate(pair_linear(p["edge_self"]), act)]
+
+    a_terms = []
+    if rf["update_angle"]:
+        asel = rf["a_sel"]
+        nc, ec = compressed_dims(rf)
+        node_c, edge_c = node, edge[:, :, :asel, :]
+        if rf["a_compress_rate"]:
+            if rf["a_compress_use_split"]:
+                node_c, edge_c = node_c[..., :nc], edge_c[..., :ec]
+            else:
+                node_c = xp.matmul(node_c, p["a_compress_n"]["w"])
+                edge_c = xp.matmul(edge_c, p["a_compress_e"]["w"])
+        a_dim = rf["a_dim"]
+
+        def angle_linear(q):  # L([a_ijk, n'_i, e'_ik, e'_ij]) from the row blocks of W
+            w = q["w"]
+            ww = (w[:a_dim], w[a_dim:a_dim + nc], w[a_dim + nc:a_dim + nc + ec], w[a_dim + nc + ec:])
+            y_n = xp.matmul(node_c, ww[1])[:, :, None, None, :]
+            y_k = xp.matmul(edge_c, ww[2])[:, :, None, :, :]
+            y_j = xp.matmul(edge_c, ww[3])[:, :, :, None, :]
+            return xp.matmul(angle, ww[0]) + y_n + y_k + y_j + q["b"]
+
+        a_sw = geo["a_sw"]
+        m = activate(angle_linear(p["edge_angle1"]), act) * a_sw[:, :, None, :, None]
+        m = xp.sum(m, axis=3) * a_sw[..., None] / math.sqrt(asel)  # [nf, nloc, a_sel, e]
+        if rf["smooth_edge_update"]:
+            pad = xp.zeros((nf, nloc, nnei - asel, e_dim), dtype=m.dtype)
+            m = xp.concat([m, pad], axis=2)
+        else:  # edges without angles carry themselves ("self" padding, as DeePMD-kit)
+            m = xp.where(geo["a_mask"][..., None], m, edge[:, :, :asel, :])
+            m = xp.concat([m, edge[:, :, asel:, :]], axis=2)
+        e_terms.append(activate(_lin(p["edge_angle2"], m), act))
+        a_terms.append(activate(angle_linear(p["angle_self"]), act))
+        angle = _update(rf, angle, a_terms, p.get("a_residual"))
+
+    node = _update(rf, node, n_terms, p.get("n_residual"))
+    edge = _update(rf, edge, e_terms, p.get("e_residual"))
+    return node, edge, angle
