@@ -46,6 +46,10 @@ def sel(cfg: dict) -> list[int]:
     return [int(_rf(cfg)["e_sel"])]
 
 
+def sel_key(cfg: dict) -> str:
+    return "repflow/e_sel"
+
+
 def message_passing(cfg: dict) -> bool:
     return True
 
@@ -86,6 +90,12 @@ def check(cfg: dict, ntypes: int | None) -> None:
         if nc > rf["n_dim"] or ec > rf["e_dim"]:
             raise ConfigError(f"'{p}a_compress_use_split': the split widths ({nc}, {ec}) exceed "
                               f"n_dim ({rf['n_dim']}) or e_dim ({rf['e_dim']})")
+    if rf["use_dynamic_sel"] and not rf["smooth_edge_update"]:
+        raise ConfigError(f"'{p}use_dynamic_sel' needs '{p}smooth_edge_update' true")
+    if rf["sequential_update"] and (rf["update_style"] != "res_residual"
+                                    or not rf["update_angle"]):
+        raise ConfigError(f"'{p}sequential_update' needs update_style 'res_residual' and "
+                          "update_angle true")
     if ntypes is not None:
         for pair in cfg.get("exclude_types", []):
             if len(pair) != 2 or not all(0 <= t < ntypes for t in pair):
@@ -124,7 +134,8 @@ def stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray
     stats = {"davg": np.zeros((ntypes, 4)), "dstd": np.ones((ntypes, 4))}
     nlist, mask = _mask(cfg, np.asarray(nlist), atype, np.asarray(ext_atype))
     geo = repflow.geometry({**rf, "edge_init_use_dist": False}, stats,
-                           np.asarray(ext_coord, float), atype, nlist, mask)
+                           np.asarray(ext_coord, float), atype, nlist, mask,
+                           cfg.get("env_protection", 0.0))
     out = np.zeros((ntypes, 6))
     for t in range(ntypes):
         s, a = geo["edge_in"][atype == t], geo["h"][atype == t]
@@ -168,7 +179,8 @@ def compute(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, c
     nall = ext_atype.shape[1]
     atype = ext_atype[:, :nloc]
     nlist, mask = _mask(cfg, nlist, atype, ext_atype)
-    geo = repflow.geometry(rf, stats, ext_coord, atype, nlist, mask)
+    geo = repflow.geometry(rf, stats, ext_coord, atype, nlist, mask,
+                           cfg.get("env_protection", 0.0))
     ntypes = params["type_embedding"]["layers"][0]["w"].shape[0]
     table = type_embedding.embed_table(params["type_embedding"], ntypes, "linear")
     tebd_ext = type_embedding.lookup(table, ext_atype)  # [nf, nall, n_dim]
@@ -262,12 +274,14 @@ def schema() -> dict:
             "instead of the normalised 1/r.", alias=("edge_use_dist",)),
         Arg("use_exp_switch", "bool", False, "Switch exp(-exp(20 (r - rcut_smth)/rcut_smth)) "
             "instead of the polynomial one.", alias=("use_env_envelope",)),
-        Arg("use_dynamic_sel", "bool", False, "Use every neighbor inside the cut-off (no "
-            "padding).", status=U),
+        Arg("use_dynamic_sel", "bool", False, "Normalise neighbor sums by e_sel (a_sel) / "
+            "sel_reduce_factor (DeePMD-kit then drops padded slots; deepmd_md keeps e_sel and "
+            "a_sel slots, which gives the same result: size them to the data)."),
         Arg("sel_reduce_factor", "float", 10.0, "Neighbor normalisation divisor with "
-            "use_dynamic_sel.", status="ignored"),
-        Arg("sequential_update", "bool", False, "Update edge, angle and node one after the "
-            "other inside a layer.", status=U),
+            "use_dynamic_sel.", check=check_positive),
+        Arg("sequential_update", "bool", False, "Inside a layer, update edges, then angles, then "
+            "the angle message to edges, then nodes, each reading the newest features "
+            "(res_residual with update_angle only)."),
     )
     return {"dpa3": (
         Arg("repflow", "dict", REQUIRED, "The RepFlow block.", sub=repflow_args),
@@ -276,8 +290,8 @@ def schema() -> dict:
             "silut:10.0).", check=_check_activation),
         precision("descriptor"),
         Arg("exclude_types", "list[list[int]]", [], "Type pairs without interaction."),
-        Arg("env_protection", "float", 0.0, "Protection of 1/r in the environment matrix.",
-            status=U),
+        Arg("env_protection", "float", 0.0, "Added to r in the environment matrix: "
+            "s = sw / (r + p).", check=check_nonneg),
         Arg("trainable", "bool", True, "Whether the descriptor parameters are trained."),
         Arg("seed", "int|None", None, "Seed of the parameter initialisation."),
         Arg("use_econf_tebd", "bool", False, "Electronic-configuration type embedding.",

@@ -120,7 +120,8 @@ def switch(rf: dict, r, rcut_smth: float, rcut: float):
     return xp.where(rr < rcut_smth, xp.ones_like(r), xp.where(rr < rcut, poly, zero))
 
 
-def geometry(rf: dict, stats: dict, ext_coord, atype, nlist, mask) -> dict:
+def geometry(rf: dict, stats: dict, ext_coord, atype, nlist, mask,
+             protection: float = 0.0) -> dict:
     """Everything the layers need from coordinates.
 
     nlist [nf, nloc, nnei] (-1 = empty; empty slots gather atom 0 and are masked); mask: its
@@ -134,8 +135,9 @@ def geometry(rf: dict, stats: dict, ext_coord, atype, nlist, mask) -> dict:
     r = xp.sqrt(r2)
     zero = xp.zeros_like(r)
     sw = xp.where(mask, switch(rf, r, rf["e_rcut_smth"], rf["e_rcut"]), zero)
-    s = sw / r
-    env = xp.concat([s[..., None], (s / r)[..., None] * diff], axis=-1)
+    rp = r + protection
+    s = sw / rp
+    env = xp.concat([s[..., None], (s / rp)[..., None] * diff], axis=-1)
     flat = xp.reshape(atype, (-1,))
     shape = (atype.shape[0], nloc, 1, 4)
     avg = xp.reshape(xp.take(stats["davg"], flat, axis=0), shape)
@@ -173,7 +175,7 @@ def _lin(p: dict, x):
     return y + p["b"] if "b" in p else y
 
 
-def _symmetrize(g, hw, nnei: int, axis: int):
+def _symmetrize(g, hw, nnei: float, axis: int):
     """(H^T[:axis] H) / 3 flattened: H = hw^T g / sqrt(nnei), hw = sw h [nf, nloc, nnei, 3],
     g [nf, nloc, nnei, d] -> [nf, nloc, axis * d]."""
     xp = array_namespace(g)
@@ -199,34 +201,43 @@ def _update(rf: dict, x, terms: list, res):
 def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
     """One RepFlow layer: node features of local and ghost atoms node_ext [nf, nall, n_dim],
     edge [nf, nloc, nnei, e_dim], angle [nf, nloc, a_sel, a_sel, a_dim] -> (node [nf, nloc,
-    n_dim], edge, angle) updated (angle unchanged without update_angle)."""
+    n_dim], edge, angle) updated (angle unchanged without update_angle).
+
+    Every update reads the layer's input features, or with sequential_update (res_residual
+    only): edge self-update, then angle (reading the new edges), then the angle message to the
+    edges (new edges and angles), then the nodes (final edges)."""
     xp = array_namespace(node_ext)
     nf, nloc, nnei = nlist.shape
     n_dim, e_dim = rf["n_dim"], rf["e_dim"]
     node = node_ext[:, :nloc, :]
     nei = gather_rows(node_ext, nlist)  # [nf, nloc, nnei, n]
     sw = geo["sw"][..., None]
+    # neighbor-count normalisers: the slot counts, or e_sel / sel_reduce_factor (a_sel / ...)
+    # with use_dynamic_sel
+    e_norm, a_norm = float(nnei), float(rf["a_sel"])
+    if rf.get("use_dynamic_sel", False):
+        e_norm, a_norm = e_norm / rf["sel_reduce_factor"], a_norm / rf["sel_reduce_factor"]
+    asel, a_dim = rf["a_sel"], rf["a_dim"]
+    nc, ec = compressed_dims(rf)
 
-    n_terms = [activate(_lin(p["node_self"], node), act)]
-    hw = geo["h"] * sw
-    axis = rf["axis_neuron"]
-    sym = xp.concat([_symmetrize(edge, hw, nnei, axis), _symmetrize(nei, hw, nnei, axis)], axis=-1)
-    n_terms.append(activate(_lin(p["node_sym"], sym), act))
+    def node_terms(edge):
+        terms = [activate(_lin(p["node_self"], node), act)]
+        hw = geo["h"] * sw
+        axis = rf["axis_neuron"]
+        sym = xp.concat([_symmetrize(edge, hw, e_norm, axis), _symmetrize(nei, hw, e_norm, axis)],
+                        axis=-1)
+        terms.append(activate(_lin(p["node_sym"], sym), act))
+        msg = xp.sum(activate(pair_linear(p["node_edge"], edge), act) * sw, axis=2) / e_norm
+        for h in range(rf["n_multi_edge_message"]):
+            terms.append(msg[..., h * n_dim:(h + 1) * n_dim])
+        return terms
 
-    def pair_linear(q):  # L([n_i, n_j, e_ij]) from the row blocks of W
+    def pair_linear(q, edge):  # L([n_i, n_j, e_ij]) from the row blocks of W
         w = q["w"]
         return (xp.matmul(node, w[:n_dim])[:, :, None, :] + xp.matmul(nei, w[n_dim:2 * n_dim])
                 + xp.matmul(edge, w[2 * n_dim:]) + q["b"])
 
-    msg = xp.sum(activate(pair_linear(p["node_edge"]), act) * sw, axis=2) / float(nnei)
-    for h in range(rf["n_multi_edge_message"]):
-        n_terms.append(msg[..., h * n_dim:(h + 1) * n_dim])
-    e_terms = [activate(pair_linear(p["edge_self"]), act)]
-
-    a_terms = []
-    if rf["update_angle"]:
-        asel = rf["a_sel"]
-        nc, ec = compressed_dims(rf)
+    def angle_linear(q, edge, angle):  # L([a_ijk, n'_i, e'_ik, e'_ij]) from the row blocks of W
         node_c, edge_c = node, edge[:, :, :asel, :]
         if rf["a_compress_rate"]:
             if rf["a_compress_use_split"]:
@@ -234,29 +245,38 @@ def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
             else:
                 node_c = xp.matmul(node_c, p["a_compress_n"]["w"])
                 edge_c = xp.matmul(edge_c, p["a_compress_e"]["w"])
-        a_dim = rf["a_dim"]
+        w = q["w"]
+        ww = (w[:a_dim], w[a_dim:a_dim + nc], w[a_dim + nc:a_dim + nc + ec], w[a_dim + nc + ec:])
+        y_n = xp.matmul(node_c, ww[1])[:, :, None, None, :]
+        y_k = xp.matmul(edge_c, ww[2])[:, :, None, :, :]
+        y_j = xp.matmul(edge_c, ww[3])[:, :, :, None, :]
+        return xp.matmul(angle, ww[0]) + y_n + y_k + y_j + q["b"]
 
-        def angle_linear(q):  # L([a_ijk, n'_i, e'_ik, e'_ij]) from the row blocks of W
-            w = q["w"]
-            ww = (w[:a_dim], w[a_dim:a_dim + nc], w[a_dim + nc:a_dim + nc + ec], w[a_dim + nc + ec:])
-            y_n = xp.matmul(node_c, ww[1])[:, :, None, None, :]
-            y_k = xp.matmul(edge_c, ww[2])[:, :, None, :, :]
-            y_j = xp.matmul(edge_c, ww[3])[:, :, :, None, :]
-            return xp.matmul(angle, ww[0]) + y_n + y_k + y_j + q["b"]
-
+    def edge_angle_term(edge, angle):
         a_sw = geo["a_sw"]
-        m = activate(angle_linear(p["edge_angle1"]), act) * a_sw[:, :, None, :, None]
-        m = xp.sum(m, axis=3) * a_sw[..., None] / math.sqrt(asel)  # [nf, nloc, a_sel, e]
+        m = activate(angle_linear(p["edge_angle1"], edge, angle), act) * a_sw[:, :, None, :, None]
+        m = xp.sum(m, axis=3) * a_sw[..., None] / math.sqrt(a_norm)  # [nf, nloc, a_sel, e]
         if rf["smooth_edge_update"]:
             pad = xp.zeros((nf, nloc, nnei - asel, e_dim), dtype=m.dtype)
             m = xp.concat([m, pad], axis=2)
         else:  # edges without angles carry themselves ("self" padding, as DeePMD-kit)
             m = xp.where(geo["a_mask"][..., None], m, edge[:, :, :asel, :])
             m = xp.concat([m, edge[:, :, asel:, :]], axis=2)
-        e_terms.append(activate(_lin(p["edge_angle2"], m), act))
-        a_terms.append(activate(angle_linear(p["angle_self"]), act))
-        angle = _update(rf, angle, a_terms, p.get("a_residual"))
+        return activate(_lin(p["edge_angle2"], m), act)
 
+    def angle_term(edge, angle):
+        return activate(angle_linear(p["angle_self"], edge, angle), act)
+
+    edge_self = activate(pair_linear(p["edge_self"], edge), act)
+    if rf.get("sequential_update", False):
+        re, ra = p["e_residual"], p["a_residual"]
+        edge = edge + re[0] * edge_self
+        angle = angle + ra[0] * angle_term(edge, angle)
+        edge = edge + re[1] * edge_angle_term(edge, angle)
+        return _update(rf, node, node_terms(edge), p.get("n_residual")), edge, angle
+    n_terms, e_terms = node_terms(edge), [edge_self]
+    if rf["update_angle"]:
+        e_terms.append(edge_angle_term(edge, angle))
+        angle = _update(rf, angle, [angle_term(edge, angle)], p.get("a_residual"))
     node = _update(rf, node, n_terms, p.get("n_residual"))
-    edge = _update(rf, edge, e_terms, p.get("e_residual"))
-    return node, edge, angle
+    return node, _update(rf, edge, e_terms, p.get("e_residual")), angle
