@@ -9,8 +9,15 @@ center i with its nnei = sel nearest neighbors of any type (nearest first, padde
     G <- G + LayerNorm(attention(G)),  attn_layer times (see attention.py)
     T_i = G_i^T R_i / nnei,  D_i = T_i T_i[:M2]^T  [M1 x M2],  then [D_i, A_i] (concat_output_tebd)
 
-A = the type embedding (type_embedding.py; padded neighbors embed to 0). se_atten_v2 is se_atten
-with tebd_input_mode "strip" and smooth_type_embedding true, neither settable.
+A = the type embedding (type_embedding.py). se_atten_v2 is se_atten with tebd_input_mode
+"strip" and smooth_type_embedding true, neither settable.
+
+Empty slots, as DeePMD-kit's (black-box probes): R = -davg/dstd, the type of extended atom 0 of
+the frame, no attention from or (masked attention) to them; the smooth attention gives them
+logit -20. An excluded type pair (exclude_types) is an empty slot whose R row is 0.
+Consequences shared with DeePMD-kit: without smooth_type_embedding the energy is not
+continuous at rcut; with davg != 0 (set_davg_zero false) the concat mode depends on the type
+of atom 0 (not permutation invariant) and exclude_types is not continuous at rcut.
 """
 
 from __future__ import annotations
