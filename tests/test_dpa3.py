@@ -214,3 +214,37 @@ def test_check_rejects(over, words):
     desc["repflow"].update(over)
     with pytest.raises(ConfigError, match=words):
         dpa3.check(normalized_descriptor(desc), 2)
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fix", [0.3, 0.0])
+def test_statistics_as_deepmd_kit(fix):
+    """davg = 0 always; dstd = fix_stat_std, or from the data when 0: DeePMD-kit 3.2's
+    DescrptDPA3.compute_input_stats on data_3 frames 0-2 gave (e_rcut 3.5, smth 1.0, e_sel 40)
+    dstd (s, xyz) = O (0.23321976638446726, 0.1417410776457675),
+    H (0.19426997390734255, 0.11930747846095216)."""
+    from helpers import WATER as WATER_DATA
+
+    from deepmd_md.data.system import load_system
+    from deepmd_md.model.frames import extended_coord
+
+    rf = {"n_dim": 8, "e_dim": 6, "a_dim": 4, "nlayers": 2, "e_rcut": 3.5, "e_rcut_smth": 1.0,
+          "e_sel": 40, "a_rcut": 3.0, "a_rcut_smth": 1.5, "a_sel": 16, "axis_neuron": 2,
+          "fix_stat_std": fix}
+    desc = normalized_descriptor({"type": "dpa3", "repflow": rf})
+    cfg = {"type_map": ["O", "H"], "descriptor": desc}
+    s = load_system(WATER_DATA / "data_3")
+    coord, box = s.coord[:3].reshape(3, -1, 3), s.box[:3]
+    atype = np.tile(s.atype, (3, 1)) if s.atype.ndim == 1 else s.atype[:3]
+    prep = prepare_frames(cfg, coord, atype, box)
+    ext = extended_coord(coord, np.zeros((3, 3, 3)), prep[keys.MAPPING], prep[keys.SHIFT])
+    sums = dpa3.stat_sums(desc, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST], 2)
+    st = dpa3.stats_from_sums(desc, sums, np.float64)
+    assert np.all(st["davg"] == 0.0)
+    expect = (np.full((2, 2), 0.3) if fix else
+              np.array([[0.23321976638446726, 0.1417410776457675],
+                        [0.19426997390734255, 0.11930747846095216]]))
+    np.testing.assert_allclose(st["dstd"][:, :2], expect, rtol=1e-12)
+    np.testing.assert_allclose(st["dstd"][:, 1:], np.repeat(st["dstd"][:, 1:2], 3, 1), rtol=0)

@@ -144,7 +144,8 @@ def stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray
 
 
 def stats_from_sums(cfg: dict, sums: np.ndarray, dtype, protection: float = 1e-2) -> dict:
-    st = env_stats_from_sums(sums, False, dtype, protection)
+    """davg = 0 (as DeePMD-kit's DPA-3); dstd = fix_stat_std, or from the data when it is 0."""
+    st = env_stats_from_sums(sums, False, dtype, protection, set_davg_zero=True)
     fixed = _fixed_std(cfg)
     if fixed:
         st["dstd"][:] = fixed
