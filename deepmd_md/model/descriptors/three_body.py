@@ -1,0 +1,42 @@
+"""The optional three-body block of DPA-2's repinit (DeePMD-kit's se_t_tebd block, "concat").
+
+For a center i with its nnei = three_body_sel nearest neighbors inside three_body_rcut (the
+prefix of the repinit list), with R_ij the normalised env rows and r_ij = R_ij[1:4]:
+
+    c_ijk = r_ij . r_ik                                  [nnei, nnei]
+    G_ijk = N([c_ijk, A_j, A_k])                         embedding net, A = type embedding
+    D_i   = sum_jk c_ijk G_ijk / nnei^2                  [M]
+
+Padded slots have r = 0 (c = 0), so they add nothing; no mask is needed.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from deepmd_md.model import type_embedding
+from deepmd_md.model.env import gather_neighbors
+from deepmd_md.model.nn import apply_net, init_net
+
+
+def init_params(neuron: list[int], tebd_dim: int, resnet_dt: bool, rng, dtype) -> dict:
+    return {"embedding": init_net(rng, [1 + 2 * tebd_dim, *neuron], resnet_dt, dtype,
+                                  embedding=True)}
+
+
+def compute(params: dict, rr, table, ext_atype, nlist, activation: str):
+    """rr: normalised env rows [nf, nloc, nnei, 4]; table: type embedding [nt + 1, d];
+    nlist [nf, nloc, nnei] -> [nf, nloc, M]."""
+    xp = array_namespace(rr)
+    nf, nloc, nnei = nlist.shape
+    r = rr[..., 1:]
+    cos = xp.matmul(r, xp.matrix_transpose(r))  # [nf, nloc, nnei, nnei]
+    # an empty slot embeds like a neighbor of extended atom 0's type; its c is 0 anyway
+    tj = type_embedding.lookup(table, gather_neighbors(ext_atype, nlist))  # [nf, nloc, nnei, d]
+    d = tj.shape[-1]
+    shape = (nf, nloc, nnei, nnei, d)
+    x = xp.concat([cos[..., None], xp.broadcast_to(tj[:, :, :, None, :], shape),
+                   xp.broadcast_to(tj[:, :, None, :, :], shape)], axis=-1)
+    g = apply_net(params["embedding"], x, activation, embedding=True)  # [.., nnei, nnei, M]
+    return xp.sum(g * cos[..., None], axis=(2, 3)) / (nnei * nnei)  # int: exact when traced
+
