@@ -90,7 +90,7 @@ class Trainer:
                          "v": _rebuild(opt_state["v"], iter(v)), "t": opt_state["t"] + 1}
             return opt_state, {k: float(val) for k, val in metrics.items()}
         loss, metrics = self.loss(batch, prep, pref, train=True)
-        grads = torch.autograd.grad(loss, leaves)
+        grads = param_grads(loss, leaves)
         grad_tree = _rebuild(self.params, iter(grads))
         with torch.no_grad():
             new, opt_state = adam_update(self.params, grad_tree, opt_state, lr, self.frozen,
@@ -104,6 +104,13 @@ class Trainer:
 
     def params_numpy(self):
         return to_numpy(self.params)
+
+
+def param_grads(loss, leaves) -> list:
+    """dloss/dleaf; zeros for a parameter the loss does not reach (e.g. a GNN's last edge and
+    angle updates, which no energy depends on), as the other backends give."""
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)]
 
 
 def _prep(prep: dict) -> dict:

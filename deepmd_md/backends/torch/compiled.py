@@ -23,6 +23,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from deepmd_md import keys
+from deepmd_md.backends.torch.adapter import param_grads
 from deepmd_md.backends.torch.fx_rewrite import fast_tanh
 from deepmd_md.train.loss import ener_loss
 from deepmd_md.train.optim import adam_leaf, clip_by_global_norm
@@ -71,8 +72,7 @@ class CompiledStep:
             p = dict(zip(pnames, pt, strict=True), **static)
             pred = self.efv(self.config, params, self.buffers, b[keys.COORD], p, create_graph=True)
             loss, met = ener_loss(pred, b, dict(zip(_PREFS, pr[:3], strict=True)))
-            grads = clip_by_global_norm(list(torch.autograd.grad(loss, leaves)), self.max_norm,
-                                        self.frozen)
+            grads = clip_by_global_norm(param_grads(loss, leaves), self.max_norm, self.frozen)
             new = [(x, m, v) if fz else adam_leaf(x.detach(), g, m, v, pr[3], pr[4])
                    for x, g, m, v, fz in zip(leaves, grads, ms, vs, self.frozen, strict=True)]
             return (loss, met["rmse_e"], met["rmse_f"], met["rmse_v"], [n[0].detach() for n in new],
