@@ -248,3 +248,35 @@ def test_statistics_as_deepmd_kit(fix):
                         [0.19426997390734255, 0.11930747846095216]]))
     np.testing.assert_allclose(st["dstd"][:, :2], expect, rtol=1e-12)
     np.testing.assert_allclose(st["dstd"][:, 1:], np.repeat(st["dstd"][:, 1:2], 3, 1), rtol=0)
+
+
+# -- every parameter reaches the energy ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, over", [
+    ("default", {}), ("smooth", {}), ("node_edge", {}), ("default", {"nlayers": 1}),
+    ("default", {"nlayers": 3, "a_compress_rate": 2}),
+    ("default", {"nlayers": 1, "sequential_update": True}),
+])
+def test_every_parameter_reaches_the_energy(name, over):
+    """The trainers differentiate every parameter leaf (torch.autograd.grad without
+    allow_unused): the last layer keeps node parameters only and the one before it no angle
+    update, as DeePMD-kit's parameters there reach no output."""
+    torch = pytest.importorskip("torch")
+    from deepmd_md.model.model import atomic_outputs
+    from deepmd_md.tree import flatten, tree_map
+
+    data = _model(TINY[name], **over)
+    coord, atype, box = random_frames(8, TRICLINIC_BOX, seed=2, min_dist=0.95)
+    prep = prepare_frames(data["config"], coord, atype, box)
+    from deepmd_md.model.frames import extended_coord
+
+    ext = extended_coord(coord, np.zeros((1, 3, 3)), prep[keys.MAPPING], prep[keys.SHIFT])
+    params = tree_map(lambda x: torch.tensor(x, requires_grad=True), data["params"])
+    buffers = tree_map(torch.tensor, data["buffers"])
+    e = atomic_outputs(data["config"], params, buffers, torch.tensor(ext),
+                       torch.tensor(prep[keys.EXT_ATYPE]), torch.tensor(prep[keys.NLIST]),
+                       mapping=torch.tensor(prep[keys.MAPPING]))["energy"].sum()
+    leaves = list(flatten(params).values())
+    grads = torch.autograd.grad(e, leaves)
+    assert all(g is not None for g in grads)

@@ -53,21 +53,26 @@ def descriptor_from_state(params: dict, state: dict, pre: str = "descriptor.") -
     _net(params["type_embedding"], state, f"{pre}type_embedding.embedding.embedding_net")
     blk = f"{pre}repflows"
     _copy(params["edge_embd"], state, f"{blk}.edge_embd")
-    _copy(params["angle_embd"], state, f"{blk}.angle_embd")
+    if "angle_embd" in params:  # else no layer reads angles (repflow.reads_angles)
+        _copy(params["angle_embd"], state, f"{blk}.angle_embd")
     for i, lp in enumerate(params["layers"]):
         pre_l = f"{blk}.layers.{i}"
+        # our last layer has node parameters only (repflow.node_only), the one before it no
+        # angle update (repflow.keeps_angle_update): DeePMD-kit's updates there reach no
+        # output, so those tensors are left out
+        last = "edge_self" not in lp or "angle_self" not in lp
         for ours, theirs in LAYER_NAMES.items():
             if ours in lp:
                 _copy(lp[ours], state, f"{pre_l}.{theirs}")
             else:
-                assert f"{pre_l}.{theirs}.matrix" not in state, f"{pre_l}.{theirs} unused"
+                assert last or f"{pre_l}.{theirs}.matrix" not in state, f"{pre_l}.{theirs}"
         for key in ("n_residual", "e_residual", "a_residual"):
             if key in lp:
                 rows = [np.asarray(state[f"{pre_l}.{key}.{k}"]) for k in range(lp[key].shape[0])]
                 lp[key] = np.stack(rows).astype(lp[key].dtype)
                 assert f"{pre_l}.{key}.{len(rows)}" not in state, f"{pre_l}.{key}: more terms"
             else:
-                assert f"{pre_l}.{key}.0" not in state, f"{pre_l}.{key} unused"
+                assert last or f"{pre_l}.{key}.0" not in state, f"{pre_l}.{key} unused"
     n = len(params["layers"])
     assert f"{blk}.layers.{n}.node_self_mlp.matrix" not in state, "more layers"
     mean, std = np.asarray(state[f"{blk}.mean"]), np.asarray(state[f"{blk}.stddev"])

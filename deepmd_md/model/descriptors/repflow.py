@@ -63,27 +63,43 @@ def n_updates(rf: dict) -> tuple[int, int, int]:
     return 2 + rf["n_multi_edge_message"], 1 + ua, int(ua)
 
 
-def init_layer(rf: dict, rng: np.random.Generator, dtype) -> dict:
+def node_only(rf: dict, index: int) -> bool:
+    """The last layer's edge and angle updates reach nothing (unless sequential_update feeds
+    them to its node update): that layer has node parameters only and skips their work."""
+    return index == rf["nlayers"] - 1 and not rf.get("sequential_update", False)
+
+
+def keeps_angle_update(rf: dict, index: int) -> bool:
+    """The angle features a layer writes are read only by the next layer's edge and angle
+    updates: none after the second-to-last layer when the last is node_only()."""
+    return bool(rf["update_angle"]) and not node_only(rf, index) and not node_only(rf, index + 1)
+
+
+def init_layer(rf: dict, rng: np.random.Generator, dtype, node_only: bool = False,
+               angle_update: bool = True) -> dict:
     n, e, a = rf["n_dim"], rf["e_dim"], rf["a_dim"]
     ax, heads = rf["axis_neuron"], rf["n_multi_edge_message"]
     p = {
         "node_self": _linear(rng, n, n, dtype),
         "node_sym": _linear(rng, (n + e) * ax, n, dtype),
         "node_edge": _linear(rng, 2 * n + e, n * heads, dtype),
-        "edge_self": _linear(rng, 2 * n + e, e, dtype),
     }
-    if rf["update_angle"]:
+    if not node_only:
+        p["edge_self"] = _linear(rng, 2 * n + e, e, dtype)
+    if rf["update_angle"] and not node_only:
         nc, ec = compressed_dims(rf)
         if rf["a_compress_rate"] and not rf["a_compress_use_split"]:
             p["a_compress_n"] = _linear(rng, n, nc, dtype, bias=False)
             p["a_compress_e"] = _linear(rng, e, ec, dtype, bias=False)
         p["edge_angle1"] = _linear(rng, a + nc + 2 * ec, e, dtype)
         p["edge_angle2"] = _linear(rng, e, e, dtype)
-        p["angle_self"] = _linear(rng, a + nc + 2 * ec, a, dtype)
+        if angle_update:
+            p["angle_self"] = _linear(rng, a + nc + 2 * ec, a, dtype)
     if rf["update_style"] == "res_residual":
         for key, width, count in zip(("n_residual", "e_residual", "a_residual"), (n, e, a),
                                      n_updates(rf), strict=True):
-            if count == 0:
+            if count == 0 or (node_only and key != "n_residual") or (
+                    key == "a_residual" and not angle_update):
                 continue
             shape = (count, width)
             scale = rf["update_residual"]
@@ -95,11 +111,17 @@ def init_layer(rf: dict, rng: np.random.Generator, dtype) -> dict:
 
 def init_params(rf: dict, rng: np.random.Generator, dtype) -> dict:
     """Edge and angle embeddings and the layers (the type embedding lives in dpa3.py)."""
-    return {
-        "edge_embd": _linear(rng, 1, rf["e_dim"], dtype),
-        "angle_embd": _linear(rng, 1, rf["a_dim"], dtype, bias=False),
-        "layers": [init_layer(rf, rng, dtype) for _ in range(rf["nlayers"])],
-    }
+    p = {"edge_embd": _linear(rng, 1, rf["e_dim"], dtype)}
+    if reads_angles(rf):
+        p["angle_embd"] = _linear(rng, 1, rf["a_dim"], dtype, bias=False)
+    p["layers"] = [init_layer(rf, rng, dtype, node_only(rf, i), keeps_angle_update(rf, i))
+                   for i in range(rf["nlayers"])]
+    return p
+
+
+def reads_angles(rf: dict) -> bool:
+    """Whether any layer reads angle features (else no angle embedding, no angle work)."""
+    return bool(rf["update_angle"]) and not node_only(rf, 0)
 
 
 # -- geometry -----------------------------------------------------------------------------------
@@ -157,11 +179,14 @@ def geometry(rf: dict, stats: dict, ext_coord, atype, nlist, mask,
 
 
 def init_features(rf: dict, params: dict, geo: dict, act: str):
-    """Initial edge [nf, nloc, nnei, e_dim] and angle [nf, nloc, a_sel, a_sel, a_dim] features."""
+    """Initial edge [nf, nloc, nnei, e_dim] and angle [nf, nloc, a_sel, a_sel, a_dim] features
+    (angle None when no layer reads it)."""
     pe = params["edge_embd"]
     edge = geo["edge_in"][..., None] * pe["w"][0] + pe["b"]
     if not rf["edge_init_use_dist"]:
         edge = activate(edge, act)
+    if "angle_embd" not in params:  # reads_angles() is false
+        return edge, None
     angle = (ANGLE_SCALE * geo["cos"])[..., None] * params["angle_embd"]["w"][0]
     return edge, angle
 
@@ -201,7 +226,8 @@ def _update(rf: dict, x, terms: list, res):
 def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
     """One RepFlow layer: node features of local and ghost atoms node_ext [nf, nall, n_dim],
     edge [nf, nloc, nnei, e_dim], angle [nf, nloc, a_sel, a_sel, a_dim] -> (node [nf, nloc,
-    n_dim], edge, angle) updated (angle unchanged without update_angle).
+    n_dim], edge, angle) updated (angle unchanged without update_angle; edge and angle
+    unchanged in a node-only layer, see node_only()).
 
     Every update reads the layer's input features, or with sequential_update (res_residual
     only): edge self-update, then angle (reading the new edges), then the angle message to the
@@ -267,6 +293,8 @@ def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
     def angle_term(edge, angle):
         return activate(angle_linear(p["angle_self"], edge, angle), act)
 
+    if "edge_self" not in p:  # node_only(): the last layer
+        return _update(rf, node, node_terms(edge), p.get("n_residual")), edge, angle
     edge_self = activate(pair_linear(p["edge_self"], edge), act)
     if rf.get("sequential_update", False):
         re, ra = p["e_residual"], p["a_residual"]
@@ -277,6 +305,7 @@ def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
     n_terms, e_terms = node_terms(edge), [edge_self]
     if rf["update_angle"]:
         e_terms.append(edge_angle_term(edge, angle))
-        angle = _update(rf, angle, [angle_term(edge, angle)], p.get("a_residual"))
+        if "angle_self" in p:  # see keeps_angle_update()
+            angle = _update(rf, angle, [angle_term(edge, angle)], p.get("a_residual"))
     node = _update(rf, node, n_terms, p.get("n_residual"))
     return node, _update(rf, edge, e_terms, p.get("e_residual")), angle
