@@ -1,6 +1,7 @@
 """`.pt2` (AOTInductor) freeze: one package serves any nall, nloc, per-type neighbor widths
 (0 included) and atoms per type (0 included), and matches the NumPy reference; its metadata is
-readable (contract in docs/lammps.md)."""
+readable (contract in docs/lammps.md). Models without the per-type fast path (a hybrid of typed
+descriptors, a message-passing GNN) get forward_lower's inputs (raw list, mapping) instead."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ORTHO_BOX, assert_close, make_model, random_frames, run_dpmd
+from helpers import ORTHO_BOX, assert_close, make_model, random_frames, run_dpmd, tiny_descriptors
 
 from deepmd_md.backends.numpy import reference
 from deepmd_md.data.neighbor import extend_coord, neighbor_candidates
 from deepmd_md.model.env import format_nlist
 from deepmd_md.model.frames import blocked_inputs
-from deepmd_md.model.model import rcut_of, sel_of
+from deepmd_md.model.model import message_passing_of, mixed_of, rcut_of, sel_of
 
 torch = pytest.importorskip("torch")
 
@@ -128,6 +129,104 @@ def test_pt2_metadata(frozen):
     assert meta["precision"] == "float64"
     assert meta["outputs"]["energy"] == {"reducible": True, "r_differentiable": True,
                                          "c_differentiable": True}
+
+
+# -- models without the blocked entry point: forward_lower's inputs --------------------------
+
+HYBRID = "hybrid:se_a+se_r"  # typed members, no blocked entry (the per-type fitting nets)
+
+
+def _mp_name():
+    """The first tiny message-passing descriptor, or None while there is none."""
+    for name, desc in sorted(tiny_descriptors().items()):
+        try:
+            if message_passing_of(make_model(desc=desc)["config"]):
+                return name
+        except Exception:  # noqa: BLE001 - a family still being written does not count
+            continue
+    return None
+
+
+@pytest.fixture(scope="module")
+def frozen_lower(tmp_path_factory):
+    """kind -> (model data, loaded package), frozen on first use (a minute or two each)."""
+    from deepmd_md.backends.torch.aoti import freeze_pt2
+
+    cache = {}
+
+    def get(kind):
+        if kind not in cache:
+            name = HYBRID if kind == "hybrid" else _mp_name()
+            if name is None:
+                pytest.skip("no tiny message-passing descriptor in tests/tiny/*.py yet")
+            data = make_model(desc=tiny_descriptors()[name])
+            path = tmp_path_factory.mktemp("pt2_lower") / "model.pt2"
+            freeze_pt2(data, str(path))
+            cache[kind] = data, torch._inductor.aoti_load_package(str(path))
+        return cache[kind]
+
+    return get
+
+
+def _run_lower(pkg, ext, eatype, nlist, mapping):
+    args = [ext, eatype, nlist, mapping]
+    return [o.detach().numpy() for o in pkg(*[torch.tensor(np.ascontiguousarray(a))
+                                                for a in args])]
+
+
+@pytest.mark.parametrize("kind", ["hybrid", "message_passing"])
+@pytest.mark.parametrize("nat,box,layout", CASES, ids=[c[2] for c in CASES])
+def test_pt2_lower_matches_reference(frozen_lower, kind, nat, box, layout):
+    """Raw candidates in any order, -1 padded, as wide as the core's rows (0 wide for one
+    atom), and the owner of every image: the reference's energy, forces and virial."""
+    data, pkg = frozen_lower(kind)
+    assert message_passing_of(data["config"]) == (kind == "message_passing")
+    rcut = rcut_of(data["config"])
+    coord, atype, boxes = random_frames(nat, box, seed=nat)
+    ext, eatype, mapping, _ = extend_coord(coord, atype, boxes, rcut)
+    nlist = neighbor_candidates(ext, nat, rcut)
+    if layout == "shuffled+padded":
+        nlist = _shuffled(nlist, seed=nat, extra=7)
+    elif layout == "isolated":
+        nlist = np.full((1, 1, 0), -1, np.int64)
+    ae, e, ext_force, virial, ext_virial = _run_lower(pkg, ext, eatype, nlist, mapping)
+    nall = ext.shape[1]
+    assert (ae.shape, e.shape, ext_force.shape, virial.shape, ext_virial.shape) == (
+        (1, nat), (1,), (1, nall, 3), (1, 9), (1, nall, 9))
+    ref = reference.evaluate(data, coord, atype, boxes)
+    force = np.zeros((1, nat, 3))
+    np.add.at(force[0], mapping[0], ext_force[0])
+    assert_close(ae, ref["atom_energy"], TOL, "atom_energy")
+    assert_close(e, ref["energy"], TOL, "energy")
+    assert_close(force, ref["force"], TOL, "force")
+    assert_close(virial, ref["virial"], TOL, "virial")
+    assert_close(ext_virial.sum(1), virial, TOL, "extended_virial sums to virial")
+
+
+def test_pt2_lower_uses_mapping(frozen_lower):
+    """A message-passing package reads `mapping`: ghosts given other owners change the
+    energy (a hybrid's does not: it passes no messages)."""
+    for kind, moves in (("hybrid", False), ("message_passing", True)):
+        data, pkg = frozen_lower(kind)
+        coord, atype, boxes = random_frames(12, ORTHO_BOX, seed=5)
+        ext, eatype, mapping, _ = extend_coord(coord, atype, boxes, rcut_of(data["config"]))
+        nlist = neighbor_candidates(ext, 12, rcut_of(data["config"]))
+        wrong = mapping.copy()
+        wrong[:, 12:] = (wrong[:, 12:] + 1) % 12
+        e0 = _run_lower(pkg, ext, eatype, nlist, mapping)[1]
+        e1 = _run_lower(pkg, ext, eatype, nlist, wrong)[1]
+        assert (abs(e1 - e0).max() > 1e-6) == moves, (kind, e0, e1)
+
+
+def test_pt2_lower_metadata(frozen_lower):
+    for kind in ("hybrid", "message_passing"):
+        data, pkg = frozen_lower(kind)
+        meta = json.loads(pkg.get_metadata()[META_KEY])
+        cfg = data["config"]
+        assert meta["format"] == "deepmd_md.pt2" and meta["blocked"] is False
+        assert meta["message_passing"] is (kind == "message_passing")
+        assert meta["mixed_types"] is mixed_of(cfg)
+        assert meta["sel"] == sel_of(cfg) and meta["rcut"] == rcut_of(cfg)
 
 
 def test_fast_tanh_rewrite():

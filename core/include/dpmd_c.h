@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define DPMD_C_API_VERSION 1
+#define DPMD_C_API_VERSION 2  /* 2: dpmd_input.mapping */
 
 typedef struct dpmd_model dpmd_model;
 
@@ -40,7 +40,8 @@ const char* dpmd_model_type_name(const dpmd_model* model, int type); /* NULL if 
 /* index of an element name in the model's type_map, -1 if absent */
 int dpmd_model_type_index(const dpmd_model* model, const char* name);
 double dpmd_model_rcut(const dpmd_model* model);
-/* how far ghost atoms must extend (>= rcut; larger for message passing) */
+/* how far ghost atoms must extend: rcut unless the metadata asks for more
+ * (message-passing models with a mapping need only rcut, see dpmd_input) */
 double dpmd_model_ghost_cutoff(const dpmd_model* model);
 int dpmd_model_nsel(const dpmd_model* model);              /* sum of sel */
 int dpmd_model_dim_fparam(const dpmd_model* model);
@@ -77,6 +78,17 @@ typedef struct {
   const double* box;        /* 9 (cell rows) or NULL; informational */
   const double* fparam;     /* dim_fparam values or NULL */
   const double* aparam;     /* nloc*dim_aparam values or NULL */
+  /* Owner of every local+ghost atom: mapping[i] is the index, among the local
+   * atoms 0..nloc-1, of the atom that ghost i is an image of (mapping[i] = i
+   * for local atoms), or NULL.  Required for message-passing models
+   * (dpmd_model_message_passing() != 0) on one rank, where every ghost is an
+   * image of a local atom: between layers a ghost takes its owner's features,
+   * so ghosts need only reach rcut (dpmd_model_ghost_cutoff()).  With NULL and
+   * a message-passing model dpmd_compute fails with a clear error; several
+   * ranks (ghosts owned elsewhere) are not supported yet (issue 13).  Other
+   * models ignore it.  Zero-initialise the struct (dpmd_input in = {0};) so
+   * that fields added in later API versions stay NULL. */
+  const int* mapping;
 } dpmd_input;
 
 typedef struct {

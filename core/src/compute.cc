@@ -108,6 +108,29 @@ void map_types(dpmd_model* m, const int* atype, int nall) {
   }
 }
 
+// dpmd_input.mapping, checked, into m->mapping (cleared when not given); message-passing
+// models cannot run without it.
+void take_mapping(dpmd_model* m, const dpmd_input* in, int nloc, int nall) {
+  m->mapping.clear();
+  if (!in->mapping) {
+    if (m->info.message_passing)
+      throw std::runtime_error(
+          "this model passes messages between atoms (metadata message_passing: true) and needs "
+          "dpmd_input.mapping, the owner among the local atoms of every ghost atom (one rank; "
+          "message passing across MPI ranks is not supported yet, issue 13)");
+    return;
+  }
+  m->mapping.resize(nall);
+  for (int i = 0; i < nall; ++i) {
+    const int o = in->mapping[i];
+    if (o < 0 || o >= nloc || (i < nloc && o != i))
+      throw std::runtime_error("mapping[" + std::to_string(i) + "] = " + std::to_string(o) +
+                               (i < nloc ? " for a local atom (must be the atom itself)"
+                                         : " is not a local atom (0.." + std::to_string(nloc - 1) + ")"));
+    m->mapping[i] = o;
+  }
+}
+
 // Keep the engine's neighbors within rcut (its list includes the skin): m->kept, row_start/count.
 void keep_neighbors(dpmd_model* m, const dpmd_input* in, int nloc, int nall) {
   const double rc2 = m->info.rcut * m->info.rcut;
@@ -172,6 +195,7 @@ void run_chunk(dpmd_model* m, int w, const dpmd_input* in, const dpmd_output* ou
   bi.coord = s.c_coord.data();
   bi.atype = s.c_atype.data();
   bi.aparam = bi.dim_aparam > 0 ? in->aparam + size_t(s0) * bi.dim_aparam : nullptr;
+  bi.mapping = nullptr;  // chunks hold no ghost's owner (message-passing models are never chunked)
   dpmd::BackendOutput bo;
   bo.force = s.c_force.data();
   bo.atom_energy = out->atom_energy ? out->atom_energy + s0 : nullptr;
@@ -215,6 +239,7 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
     out->energy = 0.0;
     std::fill(out->virial, out->virial + 9, 0.0);
     if (nloc == 0) return 0;
+    take_mapping(m, in, nloc, nall);
 
     dpmd::BackendInput bi;
     bi.box = in->box;
@@ -224,7 +249,8 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
     bi.atomic_virial = out->atom_virial != nullptr;
     double t_backend = 0.0;
 
-    // message-passing models need every ghost (neighbors of neighbors): no chunking
+    // message-passing models: one call over all atoms (a ghost's features are its owner's,
+    // and the owner may sit in any chunk): no chunking
     const int chunk = info.message_passing ? 0 : m->chunk;
     const int nw = chunk > 0 ? m->threads : 1;
     int nchunks = chunk > 0 ? (nloc + chunk - 1) / chunk : 1;
@@ -239,6 +265,7 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
       bi.coord = in->coord;
       bi.atype = m->atype.data();
       bi.aparam = info.dim_aparam > 0 ? in->aparam : nullptr;
+      bi.mapping = m->mapping.empty() ? nullptr : m->mapping.data();
       dpmd::BackendOutput bo;
       bo.force = out->force;
       bo.atom_energy = out->atom_energy;

@@ -51,6 +51,7 @@ struct dpmd_model {
   bool has_type_map = false;
   // shared by all workers (read-only while they run)
   std::vector<int64_t> atype;
+  std::vector<int64_t> mapping;  // dpmd_input.mapping as int64 (empty when not given)
   std::vector<int> row_start, row_count, kept;
   std::vector<dpmd::Scratch> scratch;  // one per worker
   std::unique_ptr<dpmd::WorkerPool> pool;

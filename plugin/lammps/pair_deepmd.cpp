@@ -106,12 +106,14 @@ void PairDeepMD::load_models()
 {
   free_models();
   rcut_max = ghost_cut_max = 0.0;
+  message_passing = false;
   for (auto &fn : model_files) {
     dpmd_model *m = dpmd_model_load(fn.c_str());
     if (!m) error->all(FLERR, "deepmd: {}", dpmd_last_error());
     models.push_back(m);
     rcut_max = std::max(rcut_max, dpmd_model_rcut(m));
     ghost_cut_max = std::max(ghost_cut_max, dpmd_model_ghost_cutoff(m));
+    if (dpmd_model_message_passing(m)) message_passing = true;
     int nf = dpmd_model_dim_fparam(m), na = dpmd_model_dim_aparam(m);
     if (int(fparam.size()) != nf)
       error->all(FLERR, "deepmd: model {} needs {} frame parameters (pair_style ... fparam v1 .. v{}), {} given", fn,
@@ -206,6 +208,15 @@ void PairDeepMD::init_style()
                  "name its element in pair_coeff * *",
                  all[t], t, type_names[t].empty() ? "NULL" : type_names[t]);
 
+  // message passing: between layers a ghost takes its owner's features, so every ghost's owner
+  // must be a local atom of this rank (ghosts then need reach only rcut)
+  if (message_passing) {
+    if (comm->nprocs > 1)
+      error->all(FLERR, "deepmd: message passing across MPI ranks is not supported yet (issue 13); run on one rank");
+    if (!atom->tag_enable)
+      error->all(FLERR, "deepmd: a message-passing model needs atom IDs to find each ghost's owner (atom_modify id yes)");
+  }
+
   // ghost atoms must reach as far as the model looks
   double have = std::max(rcut_max + neighbor->skin, comm->cutghostuser);
   if (ghost_cut_max > have + 1e-10)
@@ -254,7 +265,7 @@ void PairDeepMD::compute(int eflag, int vflag)
     for (int i = 0; i < nlocal; ++i) std::copy(aparam.begin(), aparam.end(), aparam_buf.begin() + size_t(i) * na);
   }
 
-  dpmd_input in;
+  dpmd_input in = {};
   in.nloc = nlocal;
   in.nghost = nghost;
   in.coord = nall ? &atom->x[0][0] : nullptr;
@@ -266,6 +277,11 @@ void PairDeepMD::compute(int eflag, int vflag)
   in.box = nullptr;
   in.fparam = fparam.empty() ? nullptr : fparam.data();
   in.aparam = na ? aparam_buf.data() : nullptr;
+  in.mapping = nullptr;
+  if (message_passing) {
+    build_owner(nlocal, nall);
+    in.mapping = owner.data();
+  }
 
   std::vector<double> virials(size_t(neval) * 9);
   double energy0 = 0.0;
@@ -447,6 +463,35 @@ void PairDeepMD::compute(int eflag, int vflag)
       fprintf(devi_fp, "\n");
       fflush(devi_fp);
     }
+  }
+}
+
+/* Owner (local index) of every local and ghost atom, on one rank where each ghost is a
+   periodic image of a local atom: the local atom with the ghost's atom ID. LAMMPS' atom map
+   gives it when there is one (it stores owned atoms over their ghost images); else a map of
+   our own over the local atoms. */
+void PairDeepMD::build_owner(int nlocal, int nall)
+{
+  const tagint *tag = atom->tag;
+  owner.resize(size_t(nall) + 1);
+  const bool lmp_map = atom->map_style != Atom::MAP_NONE;
+  if (!lmp_map) {
+    tag_local.clear();
+    tag_local.reserve(size_t(nlocal));
+    for (int i = 0; i < nlocal; ++i) tag_local[tag[i]] = i;
+  }
+  for (int i = 0; i < nlocal; ++i) owner[i] = i;
+  for (int i = nlocal; i < nall; ++i) {
+    int o = -1;
+    if (lmp_map) {
+      o = atom->map(tag[i]);
+    } else {
+      auto it = tag_local.find(tag[i]);
+      if (it != tag_local.end()) o = it->second;
+    }
+    if (o < 0 || o >= nlocal)
+      error->one(FLERR, "deepmd: ghost atom {} (ID {}) has no local owner on this rank", i, (long long) tag[i]);
+    owner[i] = o;
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dpmd_c.h"
@@ -37,6 +38,7 @@ class PairDeepMD : public Pair {
   std::vector<std::string> type_names;
   bool coeff_set = false;
   double rcut_max = 0.0, ghost_cut_max = 0.0;
+  bool message_passing = false;    // some model passes messages: it needs each ghost's owner
   FILE *devi_fp = nullptr;
   bigint last_devi_step = -1;
 
@@ -44,6 +46,8 @@ class PairDeepMD : public Pair {
   std::vector<double> fbuf;     // per model: nall*3
   std::vector<double> ebuf, vbuf;
   std::vector<double> aparam_buf;
+  std::vector<int> owner;       // message passing: local index of each local/ghost atom's owner
+  std::unordered_map<tagint, int> tag_local;    // atom ID -> local index (when LAMMPS has no atom map)
   // generic reverse communication buffer: rows of comm_stride doubles
   std::vector<double> rcbuf;
   int comm_stride = 0;
@@ -51,6 +55,7 @@ class PairDeepMD : public Pair {
   void free_models();
   void load_models();
   void fold_ghosts(int stride);    // sum ghost rows of rcbuf onto owners
+  void build_owner(int nlocal, int nall);    // fill `owner` (one rank)
   void model_deviation(int nlocal, int nall);
   [[noreturn]] void compute_error(int k);
 };

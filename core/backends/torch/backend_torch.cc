@@ -30,7 +30,7 @@ void copy_out(const at::Tensor& t, double* dst, int64_t n, const char* what) {
 }
 
 struct Inputs {
-  at::Tensor coord, atype, nlist, fparam, aparam;
+  at::Tensor coord, atype, nlist, mapping, fparam, aparam;
   std::vector<at::Tensor> nlists, center;  // blocked inputs (BackendInput::widths)
 };
 
@@ -50,6 +50,7 @@ Inputs make_inputs(const dpmd::BackendInput& in) {
     }
   } else {
     r.nlist = torch::from_blob(const_cast<int64_t*>(in.nlist), {1, in.nloc, in.nnei}, iopt);
+    if (in.mapping) r.mapping = torch::from_blob(const_cast<int64_t*>(in.mapping), {1, in.nall}, iopt);
   }
   if (in.fparam) r.fparam = torch::from_blob(const_cast<double*>(in.fparam), {1, in.dim_fparam}, dopt);
   if (in.aparam) r.aparam = torch::from_blob(const_cast<double*>(in.aparam), {1, in.nloc, in.dim_aparam}, dopt);
@@ -86,7 +87,8 @@ class TorchScriptBackend : public dpmd::Backend {
       args.emplace_back(c10::List<at::Tensor>(t.center));
     } else {
       args.emplace_back(t.nlist);
-      args.emplace_back(c10::IValue());  // mapping
+      // mapping: given for message-passing models (the module refuses None for them)
+      args.emplace_back(t.mapping.defined() ? c10::IValue(t.mapping) : c10::IValue());
       args.emplace_back(t.fparam.defined() ? c10::IValue(t.fparam) : c10::IValue());
       args.emplace_back(t.aparam.defined() ? c10::IValue(t.aparam) : c10::IValue());
     }
@@ -112,8 +114,12 @@ class TorchScriptBackend : public dpmd::Backend {
 
 // AOTInductor package contract (see docs/lammps.md):
 //   inputs  (extended_coord [1,nall,3] f64, extended_atype [1,nall] i64, then either
-//            nlist [1,nloc,nnei] i64 [, fparam [1,dim_fparam]] [, aparam [1,nloc,dim_aparam]]
-//            or, for "blocked" models, nlist_t [1,nloc,nnei_t] and idx_t [natoms_t] per type t)
+//            - for "blocked" models, nlist_t [1,nloc,nnei_t] and idx_t [natoms_t] per type t,
+//            - or else (forward_lower-style: mixed-type, hybrid, message-passing models)
+//              nlist [1,nloc,nnei] i64 (raw: any order, -1 padded, neighbors beyond rcut
+//              allowed), mapping [1,nall] i64 (owner < nloc of every extended atom; when the
+//              core has none, i.e. a model that passes no messages, arange(nall) % nloc),
+//            then [, fparam [1,dim_fparam]] [, aparam [1,nloc,dim_aparam]])
 //   outputs (atom_energy [1,nloc], energy [1], extended_force [1,nall,3],
 //            virial [1,9], extended_virial [1,nall,9])
 //   metadata: the package metadata key "deepmd_md.metadata" holds metadata.json
@@ -144,6 +150,11 @@ class AOTIBackend : public dpmd::Backend {
       args.insert(args.end(), t.center.begin(), t.center.end());
     } else {
       args.push_back(t.nlist);
+      // any owner will do for a model that passes no messages (it ignores mapping)
+      args.push_back(t.mapping.defined() ? t.mapping
+                                         : at::arange(in.nall, at::TensorOptions().dtype(at::kLong))
+                                               .remainder(in.nloc)
+                                               .reshape({1, in.nall}));
     }
     if (t.fparam.defined()) args.push_back(t.fparam);
     if (t.aparam.defined()) args.push_back(t.aparam);

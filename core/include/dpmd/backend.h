@@ -22,6 +22,11 @@ struct BackendInput {
   const double* aparam = nullptr;   // nloc*dim_aparam or null
   int64_t dim_aparam = 0;
   bool atomic_virial = false;
+  // Owner of each extended atom (nall values, each < nloc; local atoms own themselves), or
+  // null. Message-passing models (metadata "message_passing": true) copy each ghost's node
+  // features from its owner between layers (deepmd_md/model/comm.py); the core only calls
+  // them with a mapping, over all atoms at once (never in chunks). Other models ignore it.
+  const int64_t* mapping = nullptr;
   // Blocked neighbors (models whose metadata says "blocked": true), else null: nlist then
   // holds ntypes blocks one after another, block t [nloc, widths[t]] with the type-t
   // neighbors inside rcut (the nearest sel[t] when there are more), -1 padded; center_idx

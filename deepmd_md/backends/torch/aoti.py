@@ -2,11 +2,16 @@
 
 The shared model math is traced symbolically (make_fx, forces by autograd inside the trace),
 exported with every size dynamic and compiled. Contract (docs/lammps.md): positional inputs
-(coord [1, nall, 3] f64, atype [1, nall] i64, then per type t nlist_t [1, nloc, nnei_t] i64,
-then per type t idx_t [natoms_t] i64: model.atomic_outputs_blocked's inputs), outputs
-(atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
-extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`
-(with "blocked": true).
+coord [1, nall, 3] f64, atype [1, nall] i64, then
+- models with the per-type fast path (metadata "blocked": true): per type t nlist_t
+  [1, nloc, nnei_t] i64, then per type t idx_t [natoms_t] i64 (model.atomic_outputs_blocked's
+  inputs);
+- every other model (mixed-type, hybrid, message-passing; "blocked": false), forward_lower's:
+  nlist [1, nloc, nnei] i64 raw (any order, -1 padded, neighbors beyond rcut allowed; the
+  core's padded rows), mapping [1, nall] i64 (owner < nloc of each extended atom; message
+  passing copies ghost features from it, other models ignore it);
+outputs (atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
+extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`.
 
 Sizes must stay symbolic through make_fx: a size read as a Python int anywhere in the traced
 code fixes it to the example's value; _check_not_specialised refuses such a trace instead of
@@ -15,6 +20,7 @@ compiling a package that only fits the example.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -24,7 +30,12 @@ import torch
 from deepmd_md.backends.torch.adapter import asarray
 from deepmd_md.backends.torch.freeze import metadata
 from deepmd_md.backends.torch.fx_rewrite import fast_tanh
-from deepmd_md.model.model import atomic_outputs_blocked
+from deepmd_md.model.model import (
+    atomic_outputs,
+    atomic_outputs_blocked,
+    sel_of,
+    supports_blocked,
+)
 from deepmd_md.serialize import atomic_write
 
 
@@ -37,14 +48,86 @@ def _blocked_fn(data: dict):
     def fn(coord, atype, *blocks):
         x = coord.detach().requires_grad_(True)
         ae = atomic_outputs_blocked(cfg, params, buffers, x, atype, list(blocks[:nt]),
-                                    list(blocks[nt:]))["energy"].to(torch.float64)
-        (g,) = torch.autograd.grad(ae.sum(), [x])
-        force = -g
-        av = x.unsqueeze(-1) * force.unsqueeze(-2)
-        nf = coord.shape[0]
-        return (ae, ae.sum(-1), force, av.sum(1).reshape(nf, 9), av.reshape(nf, -1, 9))
+                                    list(blocks[nt:]))["energy"]
+        return _derive(x, ae)
 
     return fn
+
+
+def _derive(x, ae):
+    """(atom_energy, energy, extended_force, virial, extended_virial) from ae [nf, nloc]."""
+    ae = ae.to(torch.float64)
+    (g,) = torch.autograd.grad(ae.sum(), [x])
+    force = -g
+    av = x.unsqueeze(-1) * force.unsqueeze(-2)
+    nf = x.shape[0]
+    return (ae, ae.sum(-1), force, av.sum(1).reshape(nf, 9), av.reshape(nf, -1, 9))
+
+
+def _lower_fn(data: dict):
+    """(coord, atype, nlist, mapping) -> the five outputs: forward_lower on a raw list."""
+    cfg = data["config"]
+    params, buffers = asarray(data["params"]), asarray(data["buffers"])
+    # format_nlist needs >= max(sel) columns: pad by that many always (a branch on the width
+    # would fix it to the example's value)
+    pad_width = max(sel_of(cfg))
+
+    def fn(coord, atype, nlist, mapping):
+        x = coord.detach().requires_grad_(True)
+        pad = torch.full((nlist.shape[0], nlist.shape[1], pad_width), -1, dtype=nlist.dtype)
+        nl = torch.cat([nlist, pad], dim=2)
+        ae = atomic_outputs(cfg, params, buffers, x, atype, nl, raw_nlist=True,
+                            mapping=mapping)["energy"]
+        return _derive(x, ae)
+
+    return fn
+
+
+def _take_along_axis(x, indices, /, *, axis: int = -1):
+    """array_api_compat's take_along_axis without torch.take_along_dim, whose C++ body reads
+    every size as an int (it fixed nloc and nnei to the example's values in a symbolic trace):
+    broadcast, then torch.gather."""
+    axis = axis % x.ndim
+    idx = torch.where(indices < 0, indices + x.shape[axis], indices)
+    xs, js = list(x.shape), list(idx.shape)
+    xs[axis] = js[axis] = 1
+    shape = list(torch.broadcast_shapes(tuple(xs), tuple(js)))
+    return torch.gather(x.expand(shape[:axis] + [x.shape[axis]] + shape[axis + 1:]), axis,
+                        idx.expand(shape[:axis] + [idx.shape[axis]] + shape[axis + 1:]))
+
+
+def _by_type_masked(params, desc, atype, act, ntypes):
+    """fitting._by_type_gather without data-dependent shapes: every type's net on every atom,
+    its own atoms' values kept (ntypes x the fitting work; no other change). The gather's
+    nonzero sizes, reshaped back to [1, nloc], made export require nloc >= 2."""
+    from deepmd_md.model.nn import apply_net
+
+    out = torch.zeros_like(desc[..., 0])
+    for t in range(ntypes):
+        e = apply_net(params[f"t{t}"], desc, act, embedding=False, final_linear=True)[..., 0]
+        out = torch.where(atype == t, e, out)
+    return out
+
+
+@contextlib.contextmanager
+def _symbolic_friendly():
+    """While tracing the raw (forward_lower) entry: the calls of the model code whose shapes
+    depend on sizes or data replaced by equivalents that keep every size symbolic, nloc = 1
+    included (the blocked entry needs neither: its inputs are sorted already)."""
+    import array_api_compat.torch as xp
+
+    from deepmd_md.model import fitting
+
+    patches = [(xp, "take_along_axis", _take_along_axis),
+               (fitting, "_by_type_gather", _by_type_masked)]
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
+    try:
+        for mod, name, new in patches:
+            setattr(mod, name, new)
+        yield
+    finally:
+        for mod, name, old in saved:
+            setattr(mod, name, old)
 
 
 def _check_not_specialised(gm, dims: dict) -> None:
@@ -63,29 +146,39 @@ def _check_not_specialised(gm, dims: dict) -> None:
 
 
 def freeze_pt2(data: dict, path: str) -> None:
-    """Export and compile `data` to an AOTInductor package at `path` (atomically)."""
+    """Export and compile `data` to an AOTInductor package at `path` (atomically): the
+    blocked entry point when the model has one, else forward_lower's (module docstring)."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    fn = _blocked_fn(data)
     g = torch.Generator().manual_seed(0)
     nt = len(data["config"]["type_map"])
     nall, nloc = 17, 7 + 2 * nt
     coord = torch.rand(1, nall, 3, generator=g, dtype=torch.float64) * 3.0
     atype = torch.arange(nall).remainder(nt).reshape(1, nall)
-    # distinct example sizes, none 0 or 1, so that no two dims are traced as equal
-    nlists = [torch.randint(-1, nall, (1, nloc, 5 + 2 * t), generator=g) for t in range(nt)]
-    center = [torch.nonzero(atype[0, :nloc] == t)[:, 0] for t in range(nt)]
-    inputs = (coord, atype, *nlists, *center)
-    gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
-    dims = {"nall": (0, 1), "nloc": (2, 1)}
-    dims.update({f"nnei_{t}": (2 + t, 2) for t in range(nt)})
-    dims.update({f"natoms_{t}": (2 + nt + t, 0) for t in range(nt)})
-    _check_not_specialised(gm, dims)
-    fast_tanh(gm)
     dall, dloc = torch.export.Dim("nall", min=1), torch.export.Dim("nloc", min=1)
     dyn = [{1: dall}, {1: dall}]
-    dyn += [{1: dloc, 2: torch.export.Dim(f"nnei_{t}", min=0)} for t in range(nt)]
-    dyn += [{0: torch.export.Dim(f"natoms_{t}", min=0)} for t in range(nt)]
+    # distinct example sizes, none 0 or 1, so that no two dims are traced as equal
+    if supports_blocked(data["config"]):
+        fn = _blocked_fn(data)
+        nlists = [torch.randint(-1, nall, (1, nloc, 5 + 2 * t), generator=g) for t in range(nt)]
+        center = [torch.nonzero(atype[0, :nloc] == t)[:, 0] for t in range(nt)]
+        inputs = (coord, atype, *nlists, *center)
+        dims = {"nall": (0, 1), "nloc": (2, 1)}
+        dims.update({f"nnei_{t}": (2 + t, 2) for t in range(nt)})
+        dims.update({f"natoms_{t}": (2 + nt + t, 0) for t in range(nt)})
+        dyn += [{1: dloc, 2: torch.export.Dim(f"nnei_{t}", min=0)} for t in range(nt)]
+        dyn += [{0: torch.export.Dim(f"natoms_{t}", min=0)} for t in range(nt)]
+    else:
+        fn = _lower_fn(data)
+        nlist = torch.randint(-1, nall, (1, nloc, 9), generator=g)
+        mapping = torch.arange(nall).remainder(nloc).reshape(1, nall)
+        inputs = (coord, atype, nlist, mapping)
+        dims = {"nall": (0, 1), "nloc": (2, 1), "nnei": (2, 2), "nall (mapping)": (3, 1)}
+        dyn += [{1: dloc, 2: torch.export.Dim("nnei", min=0)}, {1: dall}]
+    with _symbolic_friendly():
+        gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
+    _check_not_specialised(gm, dims)
+    fast_tanh(gm)
     ep = torch.export.export(gm, inputs, dynamic_shapes=tuple(dyn))
     meta = dict(metadata(data), format="deepmd_md.pt2")
     with tempfile.TemporaryDirectory() as tmp:
