@@ -8,17 +8,18 @@ normalised s column of the environment matrix and h2 = its normalised (x, y, z) 
 local AND ghost atoms (the descriptor calls `comm` before it) and updates
 
   g1 <- U(g1, act(M g1), conv, act(L [grrg, drrd]), attn1)     (terms per update_g1_has_*)
-  g2 <- U(g2, act(L2 g2), g1g1, LN(A2(g2)))                    (not in the last layer)
-  h2 <- U(h2, E(h2))                                           (update_h2; not in the last layer)
+  g2 <- U(g2, act(L2 g2), g1g1, LN(V(A g2)))                   (not in the last layer)
+  h2 <- U(h2, sum_h c_h A_h h2)                                (update_h2; not in the last layer)
 
 where, with w_j = sw(r_ij) masked (smooth) and 1/N = 1/nsel (smooth) or 1/(count + eps):
   conv  = 1/N sum_j w_j (P g2_ij) * g1_j   (g1_out_conv; else g2_ij * (P g1_j), into the MLP)
   hg(x) = 1/N' sum_j h2_ij (w_j x_j)^T [3, d], N' = sqrt(N) with use_sqrt_nnei
   grrg  = hg(g2)[:, :a]^T hg(g2) / 3 (flattened [a, d2]); drrd the same with g1_j
   g1g1  = w_j Q (g1_i * g1_j)
-  A2    = gated multi-head attention among a center's neighbors: per head
-          softmax_k((q_j . k_k / sqrt(d)) [x h2_j . h2_k if attn2_has_gate]) x (h2_j . h2_k) / sqrt 3,
-          the smooth form shifting logits as (l + 20) w_j w_k - 20 and weighting by w_j w_k after
+  A     = attention weights among a center's neighbors, from the layer's input g2 and h2, per
+          head A_jk = softmax_k(q_j . k_k / sqrt(d) [x h2_j . h2_k: attn2_has_gate]) h2_j . h2_k
+          / sqrt 3, the smooth form shifting logits as (l + 20) w_j w_k - 20 and weighting the
+          softmax by w_j w_k; V maps the heads' A v back to d2 (update_g2_has_attn)
   attn1 = multi-head attention of g1_i over its neighbors' g1_j (same smooth form)
 and U is the update rule: res_avg (sum / sqrt(n)), res_incr (u + sum / sqrt(n - 1)) or
 res_residual (u + sum_k r_k * u_k, trainable r_k). The terms, their order and normalisation
@@ -66,7 +67,7 @@ def _n_updates(rf: dict, last: bool) -> tuple[int, int, int]:
     n1 = 1 + bool(rf["g1_out_mlp"]) + bool(rf["update_g1_has_attn"])
     n1 += bool(rf["update_g1_has_conv"] and rf["g1_out_conv"])
     n2 = 0 if last else 1 + bool(rf["update_g2_has_g1g1"]) + bool(rf["update_g2_has_attn"])
-    nh = int(not last and rf["update_h2"] and rf["update_g2_has_attn"])
+    nh = int(not last and rf["update_h2"])
     return n1, n2, nh
 
 
@@ -87,15 +88,16 @@ def _layer_params(rf: dict, last: bool, rng, dtype) -> dict:
         p["linear2"] = _lin(rng, d2, d2, dtype)
         if rf["update_g2_has_g1g1"]:
             p["proj_g1g1g2"] = _lin(rng, d1, d2, dtype, bias=False)
-        if rf["update_g2_has_attn"]:
-            h, nh = rf["attn2_hidden"], rf["attn2_nhead"]
+        h, nh = rf["attn2_hidden"], rf["attn2_nhead"]
+        if rf["update_g2_has_attn"] or rf["update_h2"]:
             p["attn2_mapqk"] = _lin(rng, d2, h * 2 * nh, dtype, bias=False)
+        if rf["update_g2_has_attn"]:
             p["attn2_mapv"] = _lin(rng, d2, d2 * nh, dtype, bias=False)
             p["attn2_head_map"] = _lin(rng, d2 * nh, d2, dtype)
             if rf["trainable_ln"]:
                 p["attn2_lm"] = {"w": np.ones(d2, dtype), "b": np.zeros(d2, dtype)}
-            if rf["update_h2"]:
-                p["attn2_ev_head_map"] = _lin(rng, nh, 1, dtype, bias=False)
+        if rf["update_h2"]:
+            p["attn2_ev_head_map"] = _lin(rng, nh, 1, dtype, bias=False)
     if rf["update_style"] == "res_residual":
         for name, n, dim in zip(("g1", "g2", "h2"), _n_updates(rf, last), (d1, d2, 1),
                                 strict=True):
@@ -287,9 +289,11 @@ def layer(rf: dict, p: dict, geo: _Geometry, g1_ext, g2, h2, nlist, last: bool):
         up2.append(activate(_apply(p["linear2"], g2), act))
         if rf["update_g2_has_g1g1"]:
             up2.append(geo.weight(_apply(p["proj_g1g1g2"], g1[:, :, None, :] * gg1)))
-        if rf["update_g2_has_attn"]:
+        if rf["update_g2_has_attn"] or rf["update_h2"]:
             a = _attn2_weights(rf, p, geo, g2, h2)
-            up2.append(_layer_norm(p.get("attn2_lm"), _attn2_g2(rf, p, a, g2), rf["ln_eps"]))
+            if rf["update_g2_has_attn"]:
+                up2.append(_layer_norm(p.get("attn2_lm"), _attn2_g2(rf, p, a, g2),
+                                       rf["ln_eps"]))
             if rf["update_h2"]:
                 uph.append(_attn2_h2(p, a, h2))
     if rf["update_g1_has_conv"]:
