@@ -20,13 +20,12 @@ ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf"
                "silu", "silut", "custom_silu")  # silut / custom_silu take ":threshold" (default 3)
 
 
-def _sigmoid(x):
-    """1 / (1 + e^-x) without overflow on either side (e^-|x| form; analytic per branch, so
-    complex-step safe, and both branches finite, so autograd through `where` stays finite)."""
+def _silu(x):
+    """x sigmoid(x) with sigmoid(x) = (1 + tanh(x/2)) / 2: no overflow for any x, analytic
+    (complex-step safe), one saved tanh for autograd (the angle tensors of DPA-3 make
+    activation memory matter)."""
     xp = array_namespace(x)
-    pos = real(x) >= 0
-    e = xp.exp(xp.where(pos, -x, x))  # e^-|x|
-    return xp.where(pos, 1.0 / (1.0 + e), e / (1.0 + e))
+    return 0.5 * x * (1.0 + xp.tanh(0.5 * x))
 
 
 def _silut(x, threshold: float):
@@ -35,10 +34,9 @@ def _silut(x, threshold: float):
     xp = array_namespace(x)
     sig_t = 1.0 / (1.0 + math.exp(-threshold))
     slope = sig_t + threshold * sig_t * (1.0 - sig_t)
-    below = real(x) < threshold
-    xs = xp.where(below, x, xp.full_like(x, threshold))  # each branch sees only its own range
-    xt = xp.where(below, xp.full_like(x, threshold), x)
-    return xp.where(below, xs * _sigmoid(xs), xp.tanh(slope * (xt - threshold)) + threshold * sig_t)
+    # both branches are finite everywhere (tanh saturates), so no clamping is needed
+    return xp.where(real(x) < threshold, _silu(x),
+                    xp.tanh(slope * (x - threshold)) + threshold * sig_t)
 
 
 def activate(x, name: str):
@@ -60,7 +58,7 @@ def activate(x, name: str):
     if name in ("linear", "none"):
         return x
     if name == "silu":
-        return x * _sigmoid(x)
+        return _silu(x)
     base, _, arg = name.partition(":")
     if base in ("silut", "custom_silu"):
         return _silut(x, float(arg) if arg else 3.0)
