@@ -128,6 +128,8 @@ def init_stats(cfg: dict, ntypes: int, dtype) -> dict:
 def stat_sums(cfg: dict, ext_coord, ext_atype, nlist, ntypes: int) -> np.ndarray:
     """[nt, 6] = (n, sum s, sum s^2, n_ang, sum a, sum a^2) per center type over every slot of
     the raw environment matrix (the switch of this descriptor: polynomial or exponential)."""
+    if _fixed_std(cfg):  # the statistics do not depend on the data
+        return np.zeros((ntypes, 6))
     rf = _rf(cfg)
     nloc = nlist.shape[1]
     atype = np.asarray(ext_atype)[:, :nloc]
