@@ -68,7 +68,7 @@ def _jumps(data, rc):
 
 CROSSINGS = {  # name: (descriptor, the cutoff crossed); switch bands of 1 A (in the tiny
     # "small" ones of 0.5 A, h = 0.1 is not yet asymptotic for the force)
-    "repformer": (_desc("flipped"), 3.0),
+    "repformer": (_desc("switched"), 3.0),
     "three_body": (_desc("small", repinit={"three_body_rcut": 2.6, "three_body_rcut_smth": 1.6}),
                    2.6),
     "repformer+three_body": (_desc("small", repinit={"three_body_rcut_smth": 2.0},
@@ -97,7 +97,7 @@ EXTRA = {
                                "update_g2_has_attn": True, "update_h2": True,
                                "use_sqrt_nnei": False},
                     smooth=False, exclude_types=[[1, 1]]),
-    "residual+h2": _desc("flipped", repinit={"tebd_input_mode": "concat", "type_one_side": False,
+    "residual+h2": _desc("switched", repinit={"tebd_input_mode": "concat", "type_one_side": False,
                                              "resnet_dt": True, "neuron": [4, 8, 8],
                                              "use_three_body": True, "three_body_rcut": 2.6,
                                              "three_body_rcut_smth": 2.0, "three_body_sel": 10},
