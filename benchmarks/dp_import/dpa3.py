@@ -119,9 +119,29 @@ def normalized_model(inp: dict) -> dict:
         return model
 
 
+def descriptor(data: dict, coord, atype, box) -> np.ndarray:
+    """Our descriptor [nf, nat, out_dim] (NumPy, frame by frame)."""
+    from deepmd_md import keys
+    from deepmd_md.model.comm import MappingExchange
+    from deepmd_md.model.frames import extended_coord, prepare_frames
+    from deepmd_md.model.model import descriptor_kind
+
+    cfg = data["config"]
+    out = []
+    for i in range(coord.shape[0]):
+        c, t, b = coord[i:i + 1].reshape(1, -1, 3), atype[i:i + 1], box[i:i + 1]
+        prep = prepare_frames(cfg, c, t, b)
+        ext = extended_coord(c, np.zeros((1, 3, 3)), prep[keys.MAPPING], prep[keys.SHIFT])
+        out.append(descriptor_kind(cfg).compute(
+            cfg["descriptor"], data["params"]["descriptor"], data["buffers"]["descriptor"], ext,
+            prep[keys.EXT_ATYPE], prep[keys.NLIST], comm=MappingExchange(prep[keys.MAPPING])))
+    return np.concatenate(out)
+
+
 def compare(folder: Path, which: str = "final") -> tuple[float, float, float] | None:
     """(max |dE|/atom, max |dF|, max |dV|/atom) of our model holding DeePMD-kit's weights
-    (state_{which}.npz) against DeePMD-kit's outputs (ref.npz, or ref_init.npz for "init")."""
+    (state_{which}.npz) against DeePMD-kit's outputs (ref.npz, or ref_init.npz for "init");
+    prints max |dD| too where the reference holds DeePMD-kit's descriptor."""
     import tempfile
 
     from deepmd_md.data.system import load_system
@@ -144,6 +164,11 @@ def compare(folder: Path, which: str = "final") -> tuple[float, float, float] | 
         save_dp(data, path)
         e, f, v = DeepPot(path, backend="torch").eval(coord, box, atype)[:3]
     nat = coord.shape[1]
+    if "descriptor" in ref.files:
+        d_ref = np.asarray(ref["descriptor"]).reshape(nf, nat, -1)
+        d = descriptor(data, coord, atype, box)
+        print(f"{folder.name} ({which}): max |dD| {np.abs(d - d_ref).max():.3e} "
+              f"(|D| up to {np.abs(d_ref).max():.3g})")
     de = float(np.abs(np.ravel(e) - np.ravel(ref["e"])).max() / nat)
     df = float(np.abs(np.ravel(f) - np.ravel(ref["f"])).max())
     dv = float(np.abs(np.ravel(v) - np.ravel(ref["v"])).max() / nat) if "v" in ref else float("nan")
