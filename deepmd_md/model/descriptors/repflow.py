@@ -18,6 +18,10 @@ inside a_rcut (angle neighbors j, k):
   angle       w1 = act(L([a_ijk, n'_i, e'_ik, e'_ij]))
   update      res_residual: x + sum_k r_k u_k (r_k trainable); res_avg: (x + sum u)/sqrt(K+1);
               res_incr: x + sum u / sqrt(K)
+  options     sequential_update: edges += v1, then angles (reading the new edges), then
+              edges += v2 (new edges and angles), then nodes (final edges); use_dynamic_sel:
+              nnei and a_sel in the normalisers divided by sel_reduce_factor; env_protection p:
+              s = sw / (r + p), s x/r -> s x/(r + p)
 
 n', e': node and edge features compressed for the angle messages (a_compress_rate c: a linear
 map without bias to a_dim/c and a_compress_e_rate * a_dim/(2c), or their first entries with
