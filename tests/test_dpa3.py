@@ -280,3 +280,35 @@ def test_every_parameter_reaches_the_energy(name, over):
     leaves = list(flatten(params).values())
     grads = torch.autograd.grad(e, leaves)
     assert all(g is not None for g in grads)
+
+
+# -- ghost exchange == every ghost an independent atom ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sequential+linear_compress", "dynamic_sel+exp_switch"])
+def test_mapping_exchange_equals_independent_ghosts(name):
+    """(The tiny variants run this in tests/test_descriptor_paths.py.) Periodic atomic energies
+    with ghost node features copied from their owners between layers == the same atoms in a
+    non-periodic cluster of every image within nlayers * e_rcut + e_rcut, each computing its
+    own features; a cluster reaching only e_rcut differs."""
+    from deepmd_md.data.neighbor import extend_coord
+    from deepmd_md.model.frames import frame_atom_energy
+
+    data = _extra_model(name)
+    dcfg = data["config"]["descriptor"]
+
+    def atom_energies(coord, atype, box):
+        prep = prepare_frames(data["config"], coord, atype, box)
+        return np.asarray(frame_atom_energy(data["config"], data["params"], data["buffers"],
+                                            coord, np.zeros((1, 3, 3)), prep))
+
+    coord, atype, box = random_frames(8, TRICLINIC_BOX, seed=21, min_dist=0.95)
+    periodic = atom_energies(coord, atype, box)
+    for reach, same in ((dpa3.receptive_field(dcfg) + dpa3.rcut(dcfg), True),
+                        (dpa3.rcut(dcfg), False)):
+        ext, ext_atype, _, _ = extend_coord(coord, atype, box, reach)
+        cluster = atom_energies(ext, ext_atype, None)[:, :coord.shape[1]]
+        if same:
+            assert_close(cluster, periodic, 1e-10, f"cluster reaching {reach:.1f} A")
+        else:
+            assert np.abs(cluster - periodic).max() > 1e-8, "ghost features must matter"
