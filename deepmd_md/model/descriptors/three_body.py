@@ -16,7 +16,7 @@ from array_api_compat import array_namespace
 
 from deepmd_md.model import type_embedding
 from deepmd_md.model.env import gather_neighbors
-from deepmd_md.model.nn import apply_net, init_net
+from deepmd_md.model.nn import activate, apply_net, has_residual, init_net
 
 
 def init_params(neuron: list[int], tebd_dim: int, resnet_dt: bool, rng, dtype) -> dict:
@@ -33,10 +33,19 @@ def compute(params: dict, rr, table, ext_atype, nlist, activation: str):
     cos = xp.matmul(r, xp.matrix_transpose(r))  # [nf, nloc, nnei, nnei]
     # an empty slot embeds like a neighbor of extended atom 0's type; its c is 0 anyway
     tj = type_embedding.lookup(table, gather_neighbors(ext_atype, nlist))  # [nf, nloc, nnei, d]
-    d = tj.shape[-1]
-    shape = (nf, nloc, nnei, nnei, d)
-    x = xp.concat([cos[..., None], xp.broadcast_to(tj[:, :, :, None, :], shape),
-                   xp.broadcast_to(tj[:, :, None, :, :], shape)], axis=-1)
-    g = apply_net(params["embedding"], x, activation, embedding=True)  # [.., nnei, nnei, M]
+    layers = params["embedding"]["layers"]
+    first, d = layers[0], tj.shape[-1]
+    w = first["w"]
+    if has_residual(w.shape[0], w.shape[1], True):  # the input itself is needed: build it
+        shape = (nf, nloc, nnei, nnei, d)
+        x = xp.concat([cos[..., None], xp.broadcast_to(tj[:, :, :, None, :], shape),
+                       xp.broadcast_to(tj[:, :, None, :, :], shape)], axis=-1)
+        g = apply_net(params["embedding"], x, activation, embedding=True)
+    else:  # first layer on [c, A_j, A_k] as c w_c + A_j W_j + A_k W_k: no [.., nnei^2, 1+2d]
+        y = (cos[..., None] * w[0] + xp.matmul(tj, w[1:1 + d])[:, :, :, None, :]
+             + xp.matmul(tj, w[1 + d:])[:, :, None, :, :] + first["b"])
+        y = activate(y, activation)
+        g = y * first["idt"] if "idt" in first else y
+        if len(layers) > 1:
+            g = apply_net({"layers": layers[1:]}, g, activation, embedding=True)
     return xp.sum(g * cos[..., None], axis=(2, 3)) / (nnei * nnei)  # int: exact when traced
-
