@@ -140,7 +140,27 @@ def compare(folder: Path, which: str = "final", ref_path: Path | None = None):
     de = float(np.abs(np.ravel(e) - np.ravel(ref["e"])).max() / nat)
     df = float(np.abs(np.ravel(f) - np.ravel(ref["f"])).max())
     dv = float(np.abs(np.ravel(v) - np.ravel(ref["v"])).max() / nat) if "v" in ref else float("nan")
+    if "descriptor" in ref.files:
+        dd = np.abs(descriptor(data, coord, atype, box) - ref["descriptor"].reshape(nf, nat, -1))
+        print(f"  {folder.name} ({which}): max |dD| {dd.max():.3e} (DeepPot.eval_descriptor)")
     return de, df, dv
+
+
+def descriptor(data: dict, coord, atype, box) -> np.ndarray:
+    """Our descriptor D [nf, nat, out_dim] (NumPy), as DeePMD-kit's eval_descriptor."""
+    from deepmd_md import keys
+    from deepmd_md.model.comm import MappingExchange
+    from deepmd_md.model.descriptors import dpa2
+    from deepmd_md.model.frames import prepare_frames
+
+    nf = len(coord)
+    coord = np.asarray(coord, float).reshape(nf, -1, 3)
+    box = np.asarray(box, float).reshape(nf, 9)
+    prep = prepare_frames(data["config"], coord, atype, box)
+    ext = np.take_along_axis(coord, prep[keys.MAPPING][..., None], axis=1) + prep[keys.SHIFT]
+    return np.asarray(dpa2.compute(data["config"]["descriptor"], data["params"]["descriptor"],
+                                   data["buffers"]["descriptor"], ext, prep[keys.EXT_ATYPE],
+                                   prep[keys.NLIST], comm=MappingExchange(prep[keys.MAPPING])))
 
 
 def main() -> None:
