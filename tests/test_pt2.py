@@ -215,7 +215,8 @@ def test_pt2_lower_uses_mapping(frozen_lower):
         wrong[:, 12:] = (wrong[:, 12:] + 1) % 12
         e0 = _run_lower(pkg, ext, eatype, nlist, mapping)[1]
         e1 = _run_lower(pkg, ext, eatype, nlist, wrong)[1]
-        assert (abs(e1 - e0).max() > 1e-6) == moves, (kind, e0, e1)
+        # (far above rounding; random tiny models can depend weakly on ghost features)
+        assert (abs(e1 - e0).max() > 1e-9 * max(1.0, abs(e0).max())) == moves, (kind, e0, e1)
 
 
 def test_pt2_lower_metadata(frozen_lower):
