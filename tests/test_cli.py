@@ -24,6 +24,7 @@ from helpers import (
     random_frames,
     run_dpmd,
     teacher_system,
+    tiny_descriptors,
     train_input,
     tree_files,
     write_system,
@@ -155,6 +156,51 @@ def case_sel_too_small(d):
     assert found[0] > 2
     # the first type whose count exceeds its sel is reported with that count
     return ["train", "input.json"], [f"found {found[0]} neighbors", f"{need}"]
+
+
+def _tiny(name: str) -> dict:
+    import copy
+
+    return copy.deepcopy(tiny_descriptors()[name])
+
+
+def case_dpa3_a_rcut_beyond_e_rcut(d):
+    small_system(d / "sys")
+    desc = _tiny("dpa3:default")
+    desc["repflow"]["a_rcut"] = desc["repflow"]["e_rcut"] + 0.5
+    write_input(d, descriptor=desc)
+    return ["train", "input.json"], ["a_rcut", "e_rcut"]
+
+
+def case_dpa2_unsupported_option(d):
+    small_system(d / "sys")
+    write_input(d, descriptor={**_tiny("dpa2:small"), "use_econf_tebd": True})
+    return ["train", "input.json"], ["use_econf_tebd", "not supported"]
+
+
+def case_dpa2_sel_too_small(d):
+    """A mixed-type list: one count of any type, the advice names the descriptor's own key."""
+    sysdir = small_system(d / "sys", nat=12)
+    desc = _tiny("dpa2:small")
+    desc["repinit"]["nsel"] = desc["repformer"]["nsel"] = desc["repinit"]["three_body_sel"] = 2
+    write_input(d, descriptor=desc)
+    coord = np.load(sysdir / "set.000" / "coord.npy").reshape(3, 12, 3)
+    box = np.load(sysdir / "set.000" / "box.npy")
+    rc = desc["repinit"]["rcut"]
+    total = int(max_neighbors(coord, np.zeros((3, 12), int), box, rc, ntypes=1)[0])
+    assert total > 2
+    return ["train", "input.json"], [f"found {total} neighbors (any type)", "repinit/nsel",
+                                     f"at least {total}"]
+
+
+def case_se_atten_sel_too_small(d):
+    sysdir = small_system(d / "sys", nat=12)
+    write_input(d, descriptor={**_tiny("se_atten:v2"), "sel": 3})
+    coord = np.load(sysdir / "set.000" / "coord.npy").reshape(3, 12, 3)
+    box = np.load(sysdir / "set.000" / "box.npy")
+    total = int(max_neighbors(coord, np.zeros((3, 12), int), box, 3.5, ntypes=1)[0])
+    return ["train", "input.json"], [f"found {total} neighbors (any type)", "descriptor/sel",
+                                     f"at least {total}"]
 
 
 def case_test_missing_model(d):
