@@ -205,6 +205,25 @@ def test_auto_sel(cfg, tmp_path, monkeypatch):
     assert resolve_auto_sel(c)["model"]["descriptor"]["sel"] == r["model"]["descriptor"]["sel"]
 
 
+def test_auto_sel_mixed_types(cfg, tmp_path):
+    """se_atten (one list of any type): sel 'auto' is one int from the largest count of
+    neighbors of any type (not the sum of per-type maxima), counted here by brute force."""
+    from helpers import max_neighbors
+
+    from deepmd_md.data.system import load_system
+
+    _small_water(tmp_path / "data" / "small")
+    s = load_system(str(tmp_path / "data" / "small"))
+    total = max_neighbors(s.coord, np.zeros((s.nframes, s.natoms), int), s.box, 6.0, ntypes=1)
+    c = copy.deepcopy(cfg)
+    c["model"]["descriptor"] = {"type": "se_atten_v2", "sel": "auto", "rcut": 6.0,
+                                "rcut_smth": 0.5, "neuron": [4, 8], "axis_neuron": 4}
+    c = normalize(c)
+    c["training"]["training_data"]["systems"] = [str(tmp_path / "data" / "small")]
+    r = resolve_auto_sel(c)
+    assert r["model"]["descriptor"]["sel"] == auto_sel([int(total[0])])[0]
+
+
 def test_make_doc_matches_file():
     doc = make_doc()
     keys = ["model/descriptor[se_e2_a]/sel", "training/numb_steps", "loss[ener]/start_pref_e"]

@@ -83,7 +83,8 @@ def auto_sel(max_nbor, factor: float = 1.1) -> list[int]:
 
 def resolve_auto_sel(cfg: dict, base_dir: str | os.PathLike | None = None) -> dict:
     """If model/descriptor/sel is 'auto' or 'auto:f', replace it (in a copy) with the list
-    from the neighbor statistics of the training systems (paths relative to base_dir or cwd)."""
+    from the neighbor statistics of the training systems (paths relative to base_dir or cwd);
+    for a mixed-type descriptor (se_atten) one int from the largest count of any type."""
     import copy
 
     desc = cfg["model"]["descriptor"]
@@ -104,9 +105,13 @@ def resolve_auto_sel(cfg: dict, base_dir: str | os.PathLike | None = None) -> di
     for s in specs:
         p = s if os.path.isabs(s.split("#")[0]) else str(base / s)
         systems += find_systems(p) if not isinstance(spec, list) else [p]
-    _, max_nbor = neighbor_stat(systems, desc["rcut"], type_map)
+    from deepmd_md.model import descriptors
+
+    mixed = bool(descriptors.kind(desc).mixed_types(desc))
+    _, max_nbor = neighbor_stat(systems, desc["rcut"], type_map, mixed=mixed)
     out = copy.deepcopy(cfg)
-    out["model"]["descriptor"]["sel"] = auto_sel(max_nbor, factor)
+    sel_new = auto_sel(max_nbor, factor)
+    out["model"]["descriptor"]["sel"] = sel_new[0] if mixed else sel_new
     return out
 
 

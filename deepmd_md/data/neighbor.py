@@ -223,15 +223,18 @@ def check_sel(
 
 
 def neighbor_stat(
-    systems: Sequence[System | str], rcut: float, type_map: Sequence[str], chunk: int = 16
+    systems: Sequence[System | str], rcut: float, type_map: Sequence[str], chunk: int = 16,
+    mixed: bool = False,
 ) -> tuple[float, np.ndarray]:
     """(min distance between any two atoms within rcut, [ntypes] max neighbors per type)
-    over all frames of all systems (types remapped to type_map by name)."""
+    over all frames of all systems (types remapped to type_map by name); mixed: [1], the
+    largest count of neighbors of any type (what a mixed-type list must hold)."""
     from deepmd_md.data.system import load_system
 
     ntypes = len(type_map)
     min_dist = np.inf
     max_nbor = np.zeros(ntypes, dtype=np.int64)
+    total = 0
     for s in systems:
         sysm = remap_types(load_system(s) if isinstance(s, str) else s, list(type_map))
         for start in range(0, sysm.nframes, chunk):
@@ -243,6 +246,7 @@ def neighbor_stat(
             nlist, dist = neighbor_candidates(ext, sysm.natoms, rcut, return_dist=True)
             if dist.size:
                 min_dist = min(min_dist, float(dist.min()))
-            cnt = count_neighbors(ext_at, nlist, ntypes)
-            max_nbor = np.maximum(max_nbor, cnt.reshape(-1, ntypes).max(axis=0))
-    return min_dist, max_nbor
+            cnt = count_neighbors(ext_at, nlist, ntypes).reshape(-1, ntypes)
+            max_nbor = np.maximum(max_nbor, cnt.max(axis=0))
+            total = max(total, int(cnt.sum(-1).max())) if cnt.size else total
+    return min_dist, (np.array([total]) if mixed else max_nbor)
