@@ -4,8 +4,8 @@ Three channels per local center i: g1 [nf, nloc, d1] (atom, invariant), g2 [nf, 
 (pair, invariant) and h2 [nf, nloc, nnei, 3] (pair, equivariant), on the neighbor slots of the
 repformer's own (rcut, nsel) list. Initially g1 = act(g1 in), g2 = act(W s + b) from the
 normalised s column of the environment matrix and h2 = its normalised (x, y, z) s/r columns
-(direct_dist: r / rcut and (x, y, z) / rcut). Each layer reads g1 of
-local AND ghost atoms (the descriptor calls `comm` before it) and updates
+(direct_dist: r / rcut and (x, y, z) / rcut). Each layer reads g1 of local AND ghost atoms
+(the descriptor calls `comm` before it) and updates
 
   g1 <- U(g1, act(M g1), conv, act(L [grrg, drrd]), attn1)     (terms per update_g1_has_*)
   g2 <- U(g2, act(L2 g2), g1g1, LN(V(A g2)))                   (not in the last layer)
@@ -13,7 +13,8 @@ local AND ghost atoms (the descriptor calls `comm` before it) and updates
 
 where, with w_j = sw(r_ij) masked (smooth) and 1/N = 1/nsel (smooth) or 1/(count + eps):
   conv  = 1/N sum_j w_j (P g2_ij) * g1_j   (g1_out_conv; else g2_ij * (P g1_j), into the MLP)
-  hg(x) = 1/N' sum_j h2_ij (w_j x_j)^T [3, d], N' = sqrt(N) with use_sqrt_nnei
+  hg(x) = 1/N' sum_j h2_ij (w_j x_j)^T [3, d], N' = sqrt(nsel) or sqrt(count) + eps with
+          use_sqrt_nnei, else as N
   grrg  = hg(g2)[:, :a]^T hg(g2) / 3 (flattened [a, d2]); drrd the same with g1_j
   g1g1  = w_j Q (g1_i * g1_j)
   A     = attention weights among a center's neighbors, from the layer's input g2 and h2, per
