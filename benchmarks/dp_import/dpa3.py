@@ -162,7 +162,10 @@ def compare(folder: Path, which: str = "final") -> tuple[float, float, float] | 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model.dp")
         save_dp(data, path)
-        e, f, v = DeepPot(path, backend="torch").eval(coord, box, atype)[:3]
+        dp = DeepPot(path, backend="torch")
+        # frame by frame: one 192-atom water frame of the full model takes ~6.6 GB on torch
+        outs = [dp.eval(coord[i:i + 1], box[i:i + 1], atype[i:i + 1])[:3] for i in range(nf)]
+        e, f, v = (np.concatenate([np.reshape(o[k], (1, -1)) for o in outs]) for k in range(3))
     nat = coord.shape[1]
     if "descriptor" in ref.files:
         d_ref = np.asarray(ref["descriptor"]).reshape(nf, nat, -1)
