@@ -111,7 +111,7 @@ def test_unknown_keys(cfg):
         ("model/descriptor/type", "se_e3", "'model/descriptor/type' = 'se_e3' is not "
          "supported yet by deepmd_md (use one of se_e2_a, se_e2_r"),
         ("model/descriptor/type", "se_a_mask", "not supported yet"),
-        ("model/descriptor/activation_function", "relu6", "not supported yet"),
+        ("model/descriptor/activation_function", "silut:x", "bad threshold"),
         ("learning_rate/type", "cosine", "not supported yet"),
         ("training/training_data/batch_size", "mixed:4", "not supported yet"),
     ],

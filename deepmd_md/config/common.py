@@ -10,8 +10,9 @@ from deepmd_md.config.schema import Arg
 U = "unsupported"
 IGN = "ignored"
 
-ACTIVATIONS = ("tanh", "gelu", "relu", "softplus", "sigmoid", "linear", "none")
-UNSUPPORTED_ACTIVATIONS = ("relu6", "gelu_tf", "silu", "silut", "custom_silu")
+# every activation of model/nn.py; silut / custom_silu take ":threshold" (default 3.0)
+ACTIVATIONS = ("tanh", "gelu", "gelu_tf", "relu", "relu6", "softplus", "sigmoid", "silu", "silut",
+               "custom_silu", "linear", "none")
 PRECISIONS = ("default", "float64", "float32")
 PRECISION_MAP = {"default": "float64"}  # DeePMD-kit v3's interface precision is float64
 
@@ -41,14 +42,26 @@ def check_nonneg(value) -> str | None:
     return None if value is None or value >= 0 else f"must be >= 0, got {value}"
 
 
+def check_activation(value) -> str | None:
+    base, _, arg = str(value).partition(":")
+    if base not in ACTIVATIONS or (arg and base not in ("silut", "custom_silu")):
+        return (f"unknown activation {value!r}; use one of {', '.join(ACTIVATIONS)} "
+                "(silut and custom_silu as 'silut:threshold', e.g. silut:10.0)")
+    try:
+        float(arg or 0)
+    except ValueError:
+        return f"bad threshold in {value!r} (e.g. silut:10.0)"
+    return None
+
+
 def activation(doc_net: str, default: str = "tanh", name: str = "activation_function") -> Arg:
     return Arg(
         name,
         "str",
         default,
-        f"Activation of the {doc_net} hidden layers ('none' = 'linear').",
-        choices=ACTIVATIONS,
-        unsupported_choices=UNSUPPORTED_ACTIVATIONS,
+        f"Activation of the {doc_net} hidden layers: {', '.join(ACTIVATIONS)} ('none' = "
+        "'linear'; silut:t and custom_silu:t with a threshold t, default 3.0).",
+        check=check_activation,
     )
 
 

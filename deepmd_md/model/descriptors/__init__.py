@@ -21,8 +21,9 @@ A descriptor module defines, for its normalised config `cfg` (the `descriptor` s
 
 Optional: `compute_blocked` (engines' per-type fast path, typed descriptors only), `check(cfg,
 ntypes)` (consistency checks raising ConfigError), `sel_key(cfg)` (the input key setting the
-nlist width, e.g. "repflow/e_sel", named in "sel too small" errors; default "sel"). Adding a descriptor = one module + one line in
-`_MODULES`; nothing else in the code names descriptor types.
+nlist width, e.g. "repflow/e_sel", named in "sel too small" errors; default "sel").
+Adding a descriptor = one module + one line in `_MODULES`; nothing else in the code names
+descriptor types.
 """
 
 from __future__ import annotations

@@ -206,19 +206,6 @@ def compute(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, c
 # -- input schema -------------------------------------------------------------------------------
 
 
-def _check_activation(value) -> str | None:
-    from deepmd_md.model.nn import ACTIVATIONS
-
-    base, _, arg = str(value).partition(":")
-    if base not in ACTIVATIONS or (arg and base not in ("silut", "custom_silu")):
-        return f"unknown activation {value!r} (known: {', '.join(ACTIVATIONS)}; silut:threshold)"
-    try:
-        float(arg or 0)
-    except ValueError:
-        return f"bad threshold in {value!r}"
-    return None
-
-
 def _check_update_style(value) -> str | None:
     ok = ("res_residual", "res_avg", "res_incr")
     return None if value in ok else f"must be one of {', '.join(ok)}"
@@ -226,7 +213,7 @@ def _check_update_style(value) -> str | None:
 
 def schema() -> dict:
     # imported here: deepmd_md.config builds its schema from this registry (import cycle)
-    from deepmd_md.config.common import U, check_nonneg, check_positive, precision
+    from deepmd_md.config.common import U, activation, check_nonneg, check_positive, precision
     from deepmd_md.config.schema import REQUIRED, Arg
 
     def sel_check(value) -> str | None:
@@ -289,8 +276,7 @@ def schema() -> dict:
     return {"dpa3": (
         Arg("repflow", "dict", REQUIRED, "The RepFlow block.", sub=repflow_args),
         Arg("concat_output_tebd", "bool", False, "Append the type embedding to the output."),
-        Arg("activation_function", "str", "silu", "Activation of every layer (e.g. silu, "
-            "silut:10.0).", check=_check_activation),
+        activation("descriptor (every layer)", default="silu"),
         precision("descriptor"),
         Arg("exclude_types", "list[list[int]]", [], "Type pairs without interaction."),
         Arg("env_protection", "float", 0.0, "Added to r in the environment matrix: "
