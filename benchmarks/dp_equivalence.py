@@ -124,8 +124,10 @@ def main() -> None:
     args = ap.parse_args()
     from deepmd_md.config import normalize
 
+    # DP_INFER_BATCH_SIZE: DeePMD-kit evaluates one 192-atom frame at a time (its default of
+    # 1024 atoms takes ~21 GB for the water DPA-3 in float64)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), DP_INFER_BATCH_SIZE="192")
     tmp = Path(tempfile.mkdtemp(prefix="dp-equiv-"))
     try:
         _one_frame_system(tmp / "one")
