@@ -120,3 +120,18 @@ def _walk(tree, prefix=""):
             yield from _walk(v, f"{prefix}{k}/")
     elif isinstance(tree, int | float):
         yield prefix, float(tree)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_dpmd_show(frozen, name):
+    """`dpmd show` on every descriptor: its own cutoff, sel and nlist kind (no top-level
+    rcut/sel keys assumed), and the parameter count."""
+    from deepmd_md.model.model import rcut_of, sel_of
+
+    data, files = frozen[name]
+    out = subprocess.run([sys.executable, "-m", "deepmd_md.cli.main", "show", files[".dp"]],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    cfg = data["config"]
+    assert f"rcut: {rcut_of(cfg)}  sel: {sel_of(cfg)}" in out.stdout
+    assert "parameters: " in out.stdout

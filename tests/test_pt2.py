@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 
 TOL = 1e-10
 META_KEY = "deepmd_md.metadata"
+PATHS: dict = {}  # kind -> the .pt2 file a fixture compiled
 
 
 def _aoti_unavailable() -> str | None:
@@ -57,6 +58,7 @@ def frozen(tmp_path_factory):
     r = run_dpmd("freeze", "-c", "model.ckpt.dp", "-o", "model.pt2", cwd=tmp, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(p.name for p in tmp.iterdir()) == ["model.ckpt.dp", "model.pt2"]
+    PATHS["typed"] = tmp / "model.pt2"
     return data, torch._inductor.aoti_load_package(str(tmp / "model.pt2"))
 
 
@@ -162,6 +164,7 @@ def frozen_lower(tmp_path_factory):
             data = make_model(desc=tiny_descriptors()[name])
             path = tmp_path_factory.mktemp("pt2_lower") / "model.pt2"
             freeze_pt2(data, str(path))
+            PATHS[kind] = path
             cache[kind] = data, torch._inductor.aoti_load_package(str(path))
         return cache[kind]
 
@@ -259,3 +262,22 @@ def test_fast_tanh_rewrite():
     yy = y.detach()
     torch.testing.assert_close(g[ok], (2 * yy * (1 - yy * yy) * 1.5)[ok], rtol=0, atol=1e-15)
     assert (g - g0)[ok].abs().max() <= 4e-15
+
+
+@pytest.mark.parametrize("kind", ["typed", "hybrid", "message_passing"])
+def test_deeppot_ase_and_dpmd_read_pt2(frozen, frozen_lower, kind, tmp_path):
+    """Every tool reads the .pt2 an engine runs: DeepPot (and so ASE and `dpmd test`) runs the
+    compiled package on its own neighbor list (blocked or forward_lower inputs, by the
+    package's metadata) = the reference; `dpmd show` prints its config."""
+    from deepmd_md.infer import DeepPot
+
+    data = frozen[0] if kind == "typed" else frozen_lower(kind)[0]
+    path = PATHS[kind]
+    coord, atype, box = random_frames(12, ORTHO_BOX, nf=2, seed=9)
+    ref = reference.evaluate(data, coord, atype, box)
+    e, f, v = DeepPot(str(path)).eval(coord.reshape(2, -1), box, atype[0])
+    assert_close(e.ravel(), ref["energy"], TOL, "energy")
+    assert_close(f, ref["force"], TOL, "force")
+    assert_close(v, ref["virial"], TOL, "virial")
+    r = run_dpmd("show", str(path), cwd=tmp_path)
+    assert r.returncode == 0 and f"rcut: {rcut_of(data['config'])}" in r.stdout, r.stderr

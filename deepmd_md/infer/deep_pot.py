@@ -1,6 +1,7 @@
-"""DeepPot: evaluate a `.pth`, `.dp` or checkpoint with DeePMD-kit's shapes.
+"""DeepPot: evaluate a `.pth`, `.pt2`, `.dp` or checkpoint with DeePMD-kit's shapes.
 
-`.pth` runs its TorchScript `forward`; `.dp`/`.ckpt` run the shared model math on a chosen
+`.pth` runs its TorchScript `forward_lower`, `.pt2` its compiled package (on our neighbor
+list, as the engines call it); `.dp`/`.ckpt` run the shared model math on a chosen
 backend (torch, jax or numpy, the complex-step reference). Input checks (NaN coordinates, bad
 types, more neighbors than sel) are the same for every format.
 """
@@ -24,6 +25,9 @@ def load_model_data(path: str) -> dict:
     """ModelData of any model file (.pth carries its .dp inside)."""
     if path.endswith(".pth"):
         return _pth_extra(path)[1]
+    if path.endswith(".pt2"):
+        raise ModelFileError(f"{path} is compiled code without its weights: use the .pth or .dp "
+                             "frozen from the same checkpoint here")
     return load_dp(path)
 
 
@@ -48,6 +52,20 @@ def _pth_extra(path: str):
     return module, data, json.loads(extra["metadata.json"])
 
 
+def _pt2_load(path: str):
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    from deepmd_md.backends.torch.aoti import load_pt2
+
+    try:
+        pkg, config, _ = load_pt2(path)
+    except Exception as e:  # torch raises RuntimeError subclasses for bad packages
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"cannot load {path}: not a deepmd_md .pt2 package ({first})") \
+            from None
+    return pkg, config
+
+
 ATOMS_PER_CALL = 256  # measured: 192-256 atoms per call is fastest (memory-bound)
 
 
@@ -56,9 +74,16 @@ class DeepPot:
 
     def __init__(self, path: str, backend: str | None = None):
         self.path = str(path)
-        self._module = None
+        self._module = self._pt2 = None
         if self.path.endswith(".pth") and backend in (None, "torch"):
             self._module, self.data, _ = _pth_extra(self.path)
+            self.backend = "torch"
+        elif self.path.endswith(".pt2"):
+            if backend not in (None, "torch"):
+                raise ConfigError(f"{self.path} is a compiled PyTorch package: it runs on the "
+                                  "torch backend only (freeze a .dp for the others)")
+            self._pt2, config = _pt2_load(self.path)
+            self.data = {"config": config}
             self.backend = "torch"
         else:
             self.data = load_model_data(self.path)
@@ -96,7 +121,9 @@ class DeepPot:
             sl = slice(i, i + step)
             b = None if box is None else box[sl]
             prep = prepare_frames(self.config, coord[sl], atype[sl], b)  # also checks sel
-            if self._module is not None:
+            if self._pt2 is not None:
+                parts.append(self._eval_pt2(coord[sl], prep))
+            elif self._module is not None:
                 parts.append(self._eval_pth(coord[sl], prep))
             else:
                 parts.append(self._eval_data(coord[sl], atype[sl], b, prep, atomic))
@@ -140,6 +167,18 @@ class DeepPot:
                                          torch.as_tensor(prep[keys.NLIST]), torch.as_tensor(mapping),
                                          None, None, False)
         lo = {k: v.detach().numpy() for k, v in out.items()}
+        return fold_lower(lo, ext, mapping, coord.shape[1])
+
+    def _eval_pt2(self, coord, prep) -> dict:
+        """The compiled package frame by frame (it takes one frame), folded like the others."""
+        from deepmd_md.backends.torch.aoti import eval_pt2
+
+        mapping = prep[keys.MAPPING]
+        ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
+        outs = [eval_pt2(self._pt2, self.config, ext[f:f + 1], prep[keys.EXT_ATYPE][f:f + 1],
+                         prep[keys.NLIST][f:f + 1], mapping[f:f + 1])
+                for f in range(coord.shape[0])]
+        lo = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         return fold_lower(lo, ext, mapping, coord.shape[1])
 
     def _eval_data(self, coord, atype, box, prep, atomic=False) -> dict:

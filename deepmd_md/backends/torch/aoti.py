@@ -11,7 +11,8 @@ coord [1, nall, 3] f64, atype [1, nall] i64, then
   core's padded rows), mapping [1, nall] i64 (owner < nloc of each extended atom; message
   passing copies ghost features from it, other models ignore it);
 outputs (atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
-extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`.
+extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`,
+the model section (config) under `deepmd_md.config` (Python's DeepPot reads it).
 
 Sizes must stay symbolic through make_fx: a size read as a Python int anywhere in the traced
 code fixes it to the example's value; _check_not_specialised refuses such a trace instead of
@@ -185,7 +186,38 @@ def freeze_pt2(data: dict, path: str) -> None:
         out = os.path.join(tmp, "model.pt2")
         torch._inductor.aoti_compile_and_package(
             ep, package_path=out,
-            inductor_configs={"aot_inductor.metadata": {"deepmd_md.metadata": json.dumps(meta)}})
+            inductor_configs={"aot_inductor.metadata": {
+                "deepmd_md.metadata": json.dumps(meta),
+                "deepmd_md.config": json.dumps(data["config"])}})
         with open(out, "rb") as f:
             blob = f.read()
     atomic_write(path, lambda tmp: open(tmp, "wb").write(blob))
+
+
+def load_pt2(path: str):
+    """(callable package, model config, metadata) of a `.pt2` written by freeze_pt2."""
+    pkg = torch._inductor.aoti_load_package(path)
+    meta = pkg.get_metadata()
+    if "deepmd_md.config" not in meta:
+        raise ValueError("no deepmd_md.config in the package metadata (written by an older "
+                         "deepmd_md; freeze it again)")
+    return pkg, json.loads(meta["deepmd_md.config"]), json.loads(meta["deepmd_md.metadata"])
+
+
+def eval_pt2(pkg, config: dict, ext_coord, ext_atype, nlist, mapping) -> dict:
+    """forward_lower's outputs (NumPy) of one frame from our formatted nlist [1, nloc, nnei]
+    (a valid raw list too) and mapping [1, nall]; blocked packages get per-type blocks."""
+    import numpy as np
+
+    from deepmd_md.model.frames import blocked_inputs
+    from deepmd_md.model.model import sel_of, supports_blocked
+
+    t = [torch.as_tensor(np.ascontiguousarray(x)) for x in (ext_coord, ext_atype)]
+    nloc = nlist.shape[1]
+    if supports_blocked(config):
+        nlists, center = blocked_inputs(nlist, np.asarray(ext_atype)[:, :nloc], sel_of(config))
+        t += [torch.as_tensor(np.ascontiguousarray(x)) for x in (*nlists, *center)]
+    else:
+        t += [torch.as_tensor(np.ascontiguousarray(x)) for x in (nlist, mapping)]
+    out = pkg(*t)
+    return {"atom_energy": out[0].numpy(), "extended_force": out[2].numpy()}
