@@ -107,6 +107,11 @@ def tiny_descriptors() -> dict:
     return out
 
 
+# the message-passing tiny variant the tests compile to .pt2 (AOTInductor takes minutes per
+# model; this one, without angles, has the smallest graph)
+PT2_MESSAGE_PASSING = "dpa3:node_edge"
+
+
 def normalized_descriptor(desc: dict) -> dict:
     """A descriptor section with the schema's defaults filled in (as `dpmd train` sees it)."""
     from deepmd_md.config.args import DESCRIPTOR

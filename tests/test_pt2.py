@@ -11,7 +11,15 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ORTHO_BOX, assert_close, make_model, random_frames, run_dpmd, tiny_descriptors
+from helpers import (
+    ORTHO_BOX,
+    PT2_MESSAGE_PASSING,
+    assert_close,
+    make_model,
+    random_frames,
+    run_dpmd,
+    tiny_descriptors,
+)
 
 from deepmd_md.backends.numpy import reference
 from deepmd_md.data.neighbor import extend_coord, neighbor_candidates
@@ -139,14 +147,7 @@ HYBRID = "hybrid:se_a+se_r"  # typed members, no blocked entry (the per-type fit
 
 
 def _mp_name():
-    """The first tiny message-passing descriptor, or None while there is none."""
-    for name, desc in sorted(tiny_descriptors().items()):
-        try:
-            if message_passing_of(make_model(desc=desc)["config"]):
-                return name
-        except Exception:  # noqa: BLE001 - a family still being written does not count
-            continue
-    return None
+    return PT2_MESSAGE_PASSING
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +160,6 @@ def frozen_lower(tmp_path_factory):
     def get(kind):
         if kind not in cache:
             name = HYBRID if kind == "hybrid" else _mp_name()
-            if name is None:
-                pytest.skip("no tiny message-passing descriptor in tests/tiny/*.py yet")
             data = make_model(desc=tiny_descriptors()[name])
             path = tmp_path_factory.mktemp("pt2_lower") / "model.pt2"
             freeze_pt2(data, str(path))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ORTHO_BOX, make_model, random_frames, tiny_descriptors
+from helpers import ORTHO_BOX, PT2_MESSAGE_PASSING, make_model, random_frames, tiny_descriptors
 from lammps_helpers import WATER_LMP, lmp_box, run_driver, run_lmp, water_types
 
 VOIGT = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])  # LAMMPS xx yy zz xy xz yz
@@ -23,15 +23,12 @@ MP_ERROR = "message passing across MPI ranks is not supported yet (issue 13); ru
 
 def _tiny_kinds() -> dict[str, bool]:
     """Tiny descriptor name -> whether it passes messages, for those without the blocked entry
-    point (a family still being written, its tiny config not buildable yet, does not count)."""
+    point."""
     from deepmd_md.model.model import message_passing_of, supports_blocked
 
     out = {}
     for name, desc in sorted(tiny_descriptors().items()):
-        try:
-            cfg = make_model(desc=desc)["config"]
-        except Exception:  # noqa: BLE001
-            continue
+        cfg = make_model(desc=desc)["config"]
         if not supports_blocked(cfg):
             out[name] = message_passing_of(cfg)
     return out
@@ -40,26 +37,16 @@ def _tiny_kinds() -> dict[str, bool]:
 TINY_KINDS = _tiny_kinds()
 
 
-def _mp_names() -> list[str]:
-    return [n for n, mp in TINY_KINDS.items() if mp]
-
-
-MP_NAMES = _mp_names()
-NO_MP = "no tiny message-passing descriptor in tests/tiny/*.py yet (DPA-2/DPA-3)"
-
 
 def _mp_name() -> str:
-    if not MP_NAMES:
-        pytest.skip(NO_MP)
-    return MP_NAMES[0]
+    return PT2_MESSAGE_PASSING
 
 
 # (format, tiny descriptor): the typed hybrid in both formats; every other tiny variant without
-# the blocked entry (mixed-type, message-passing) as .pth (seconds each), the first
-# message-passing one also as .pt2 (compiling takes minutes)
+# the blocked entry (mixed-type, message-passing) as .pth (seconds each), one message-passing
+# one also as .pt2 (compiling takes minutes)
 CASES = [("pth", HYBRID), ("pt2", HYBRID)]
-CASES += [("pth", n) for n in TINY_KINDS if n != HYBRID] + [("pt2", n) for n in MP_NAMES[:1]]
-CASES += [] if MP_NAMES else [("pth", None), ("pt2", None)]
+CASES += [("pth", n) for n in TINY_KINDS if n != HYBRID] + [("pt2", PT2_MESSAGE_PASSING)]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +110,7 @@ def _check_deeppot(pth, res):
     assert np.abs(res["f"]).max() > 1e-3  # the models interact
 
 
-@pytest.mark.parametrize("fmt,name", CASES, ids=[f"{f}-{n or 'message_passing'}" for f, n in CASES])
+@pytest.mark.parametrize("fmt,name", CASES, ids=[f"{f}-{n}" for f, n in CASES])
 def test_matches_deeppot(fmt, name, frozen, lmp_env, tmp_path):
     """One rank: the raw neighbor list (and, for message passing, the owner of every ghost)
     gives DeepPot's numbers. For message passing the ghosts reach only rcut + skin, less than
@@ -131,8 +118,6 @@ def test_matches_deeppot(fmt, name, frozen, lmp_env, tmp_path):
     from deepmd_md.model import descriptors
     from deepmd_md.model.model import message_passing_of, mixed_of, rcut_of
 
-    if name is None:
-        pytest.skip(NO_MP)
     data, model = frozen(name, fmt)
     cfg = data["config"]
     if name == HYBRID:
