@@ -112,6 +112,18 @@ def tiny_descriptors() -> dict:
 PT2_MESSAGE_PASSING = "dpa3:node_edge"
 
 
+def overridden(desc: dict, over: dict) -> dict:
+    """A copy of a descriptor section with `over` applied; a dict value updates the sub-dict
+    of the same key (e.g. {"repflow": {"a_rcut": 6.5}})."""
+    out = copy.deepcopy(desc)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k].update(v)
+        else:
+            out[k] = v
+    return out
+
+
 def normalized_descriptor(desc: dict) -> dict:
     """A descriptor section with the schema's defaults filled in (as `dpmd train` sees it)."""
     from deepmd_md.config.args import DESCRIPTOR

@@ -10,7 +10,7 @@ import copy
 
 import numpy as np
 import pytest
-from helpers import TRICLINIC_BOX, assert_close, make_model, normalized_descriptor, random_frames
+from helpers import TRICLINIC_BOX, assert_close, make_model, normalized_descriptor, overridden, random_frames
 from tiny.dpa2 import TINY
 
 from deepmd_md import keys
@@ -239,14 +239,8 @@ def test_water_example_normalises():
     ({"repformer": {"update_residual_init": "zero"}}, "update_residual_init"),
 ])
 def test_schema_rejects(over, words):
-    desc = copy.deepcopy(WATER)
-    for k, v in over.items():
-        if isinstance(v, dict):
-            desc[k].update(v)
-        else:
-            desc[k] = v
     with pytest.raises(ConfigError, match=words):
-        normalized_descriptor(desc)
+        normalized_descriptor(overridden(WATER, over))
 
 
 @pytest.mark.parametrize("block, over, words", [
@@ -260,7 +254,5 @@ def test_schema_rejects(over, words):
                    "update_g1_has_drrd": False}, "no input"),
 ])
 def test_check_rejects(block, over, words):
-    desc = copy.deepcopy(WATER)
-    desc[block].update(over)
     with pytest.raises(ConfigError, match=words):
-        dpa2.check(normalized_descriptor(desc), 2)
+        dpa2.check(normalized_descriptor(overridden(WATER, {block: over})), 2)

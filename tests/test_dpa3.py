@@ -8,7 +8,7 @@ import copy
 
 import numpy as np
 import pytest
-from helpers import TRICLINIC_BOX, assert_close, make_model, normalized_descriptor, random_frames
+from helpers import TRICLINIC_BOX, assert_close, make_model, normalized_descriptor, overridden, random_frames
 from tiny.dpa3 import TINY
 
 from deepmd_md import keys
@@ -192,14 +192,8 @@ def test_water_example_normalises():
     ({"repflow": {"update_style": "res_mean"}}, "update_style"),
 ])
 def test_schema_rejects(over, words):
-    desc = copy.deepcopy(WATER)
-    for k, v in over.items():
-        if isinstance(v, dict):
-            desc[k].update(v)
-        else:
-            desc[k] = v
     with pytest.raises(ConfigError, match=words):
-        normalized_descriptor(desc)
+        normalized_descriptor(overridden(WATER, over))
 
 
 @pytest.mark.parametrize("over, words", [
@@ -210,10 +204,8 @@ def test_schema_rejects(over, words):
     ({"sequential_update": True, "update_style": "res_avg"}, "sequential_update"),
 ])
 def test_check_rejects(over, words):
-    desc = copy.deepcopy(WATER)
-    desc["repflow"].update(over)
     with pytest.raises(ConfigError, match=words):
-        dpa3.check(normalized_descriptor(desc), 2)
+        dpa3.check(normalized_descriptor(overridden(WATER, {"repflow": over})), 2)
 
 
 # -- statistics ---------------------------------------------------------------------------------
