@@ -111,7 +111,9 @@ def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
 
 
 def _env(threads: str) -> dict:
-    return dict(os.environ, OMP_NUM_THREADS=threads, PYTHONPATH=str(ROOT),
+    # DP_INFER_BATCH_SIZE: DeePMD-kit's `dp test` one 192-atom frame at a time (its default 1024
+    # atoms ran out of memory on the water DPA-3)
+    return dict(os.environ, OMP_NUM_THREADS=threads, PYTHONPATH=str(ROOT), DP_INFER_BATCH_SIZE="192",
                 TF_INTRA_OP_PARALLELISM_THREADS=threads, TF_INTER_OP_PARALLELISM_THREADS="1",
                 DP_INTRA_OP_PARALLELISM_THREADS=threads, DP_INTER_OP_PARALLELISM_THREADS="1")
 
