@@ -112,6 +112,27 @@ def tiny_descriptors() -> dict:
 PT2_MESSAGE_PASSING = "dpa3:node_edge"
 
 
+def check_fd_forces(data: dict, rows=((0, 0), (3, 1), (6, 2)), h: float = 1e-5,
+                    atol: float = 1e-7) -> np.ndarray:
+    """Central differences of the reference energy (no complex step, no autodiff) on an
+    8-atom triclinic frame equal the reference forces at `rows` (atom, axis); returns F."""
+    from deepmd_md.backends.numpy import reference
+
+    coord, atype, box = random_frames(8, TRICLINIC_BOX, seed=9, min_dist=0.95)
+    f = reference.evaluate(data, coord, atype, box)["force"][0]
+    plus, minus = np.repeat(coord, len(rows), axis=0), np.repeat(coord, len(rows), axis=0)
+    for n, (i, x) in enumerate(rows):
+        plus[n, i, x] += h
+        minus[n, i, x] -= h
+    boxes = np.repeat(box, len(rows), axis=0)
+    types = np.repeat(atype, len(rows), axis=0)
+    ep = reference.evaluate(data, plus, types, boxes)["energy"]
+    em = reference.evaluate(data, minus, types, boxes)["energy"]
+    np.testing.assert_allclose(-(ep - em) / (2 * h), [f[i, x] for i, x in rows], rtol=0,
+                               atol=atol)
+    return f
+
+
 def overridden(desc: dict, over: dict) -> dict:
     """A copy of a descriptor section with `over` applied; a dict value updates the sub-dict
     of the same key (e.g. {"repflow": {"a_rcut": 6.5}})."""

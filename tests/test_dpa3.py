@@ -8,7 +8,15 @@ import copy
 
 import numpy as np
 import pytest
-from helpers import TRICLINIC_BOX, assert_close, make_model, normalized_descriptor, overridden, random_frames
+from helpers import (
+    TRICLINIC_BOX,
+    assert_close,
+    check_fd_forces,
+    make_model,
+    normalized_descriptor,
+    overridden,
+    random_frames,
+)
 from tiny.dpa3 import TINY
 
 from deepmd_md import keys
@@ -127,20 +135,7 @@ def test_backends_equal_reference(name):
 def test_force_is_minus_energy_difference_quotient():
     """Central differences of the energy (no complex step, no autodiff) give the forces."""
     data = _extra_model("dynamic_sel+exp_switch")
-    coord, atype, box = random_frames(8, TRICLINIC_BOX, seed=9, min_dist=0.95)
-    f = reference.evaluate(data, coord, atype, box)[keys.FORCE][0]
-    h = 1e-5
-    rows = [(0, 0), (3, 1), (6, 2)]
-    plus, minus = np.repeat(coord, len(rows), axis=0), np.repeat(coord, len(rows), axis=0)
-    for n, (i, x) in enumerate(rows):
-        plus[n, i, x] += h
-        minus[n, i, x] -= h
-    boxes = np.repeat(box, len(rows), axis=0)
-    types = np.repeat(atype, len(rows), axis=0)
-    ep = reference.evaluate(data, plus, types, boxes)[keys.ENERGY]
-    em = reference.evaluate(data, minus, types, boxes)[keys.ENERGY]
-    fd = -(ep - em) / (2 * h)
-    np.testing.assert_allclose(fd, [f[i, x] for i, x in rows], rtol=0, atol=1e-7)
+    check_fd_forces(data)
 
 
 def test_exponential_switch():
