@@ -62,6 +62,17 @@ def plugin_dir() -> str:
     return str(first) if first else ""
 
 
+def native_lib(name: str) -> Path | None:
+    """Path of one of our compiled libraries (found where the plugin is), or None."""
+    for c in _candidates():
+        try:
+            if (c / name).is_file():
+                return c / name
+        except OSError:
+            pass
+    return None
+
+
 def plugin_path() -> str:
     """Full path of the plugin shared object (may not exist if not built)."""
     return os.path.join(plugin_dir(), PLUGIN_NAME)

@@ -20,9 +20,28 @@
 extern "C" {
 #endif
 
-#define DPMD_C_API_VERSION 2  /* 2: dpmd_input.mapping */
+#include <stddef.h>
+
+/* 2: dpmd_input.mapping; 3: size fields, dpmd_input.exchange (docs/core_contract.md) */
+#define DPMD_C_API_VERSION 3
 
 typedef struct dpmd_model dpmd_model;
+
+/* The engine's ghost exchange, for message-passing models across domains (MPI ranks).
+ * rows is a row-major [nloc + nghost, ncol] array of doubles indexed like dpmd_input.coord.
+ *  forward: fill every ghost row from the row of the atom it is a copy of (its owner, on
+ *           this rank or another); local rows are read, never written.
+ *  reverse: add every ghost row into its owner's row (the adjoint of forward); ghost rows
+ *           may be left with any value.
+ * Both return 0 on success. Every rank calls them the same number of times with the same
+ * ncol (they are collective), between its model's layers and in reverse order on the way
+ * back; ncol is at most dpmd_model_exchange_width(). */
+typedef struct dpmd_exchange {
+  size_t size;  /* sizeof(dpmd_exchange) */
+  void* ctx;
+  int (*forward)(void* ctx, double* rows, int ncol);
+  int (*reverse)(void* ctx, double* rows, int ncol);
+} dpmd_exchange;
 
 /* Last error message of this thread ("" when none). */
 const char* dpmd_last_error(void);
@@ -47,6 +66,11 @@ int dpmd_model_nsel(const dpmd_model* model);              /* sum of sel */
 int dpmd_model_dim_fparam(const dpmd_model* model);
 int dpmd_model_dim_aparam(const dpmd_model* model);
 int dpmd_model_message_passing(const dpmd_model* model);
+/* widest feature row a message-passing model exchanges (columns), 0 for other models */
+int dpmd_model_exchange_width(const dpmd_model* model);
+/* 1 if the model can run across domains through dpmd_input.exchange (message-passing models
+ * frozen with the exchange op; models that pass no messages need none) */
+int dpmd_model_supports_exchange(const dpmd_model* model);
 const char* dpmd_model_precision(const dpmd_model* model); /* "float64", "float32" */
 
 /* Engine type -> model type mapping: atype values passed to dpmd_compute
@@ -62,7 +86,10 @@ int dpmd_model_set_type_map(dpmd_model* model, int n, const int* map);
  * threads instead). */
 int dpmd_set_num_threads(int intra_op, int inter_op);
 
+/* Set size = sizeof(dpmd_input) (DPMD_INPUT_INIT does, and zeroes the rest): fields added
+ * in later API versions then read as absent for callers built against older headers. */
 typedef struct {
+  size_t size;
   int nloc;                 /* local atoms */
   int nghost;               /* ghost atoms */
   const double* coord;      /* (nloc+nghost)*3 */
@@ -80,18 +107,22 @@ typedef struct {
   const double* aparam;     /* nloc*dim_aparam values or NULL */
   /* Owner of every local+ghost atom: mapping[i] is the index, among the local
    * atoms 0..nloc-1, of the atom that ghost i is an image of (mapping[i] = i
-   * for local atoms), or NULL.  Required for message-passing models
-   * (dpmd_model_message_passing() != 0) on one rank, where every ghost is an
+   * for local atoms), or NULL.  For message-passing models
+   * (dpmd_model_message_passing() != 0) in one domain, where every ghost is an
    * image of a local atom: between layers a ghost takes its owner's features,
-   * so ghosts need only reach rcut (dpmd_model_ghost_cutoff()).  With NULL and
-   * a message-passing model dpmd_compute fails with a clear error; several
-   * ranks (ghosts owned elsewhere) are not supported yet (issue 13).  Other
-   * models ignore it.  Zero-initialise the struct (dpmd_input in = {0};) so
-   * that fields added in later API versions stay NULL. */
+   * so ghosts need only reach rcut.  Other models ignore it. */
   const int* mapping;
+  /* The engine's ghost exchange (see dpmd_exchange), or NULL.  Message-passing
+   * models need it or mapping (exchange wins when both are given): with it,
+   * ghosts may be owned by other ranks and need only reach rcut. */
+  const dpmd_exchange* exchange;
 } dpmd_input;
 
+#define DPMD_INPUT_INIT {sizeof(dpmd_input)}
+#define DPMD_OUTPUT_INIT {sizeof(dpmd_output)}
+
 typedef struct {
+  size_t size;              /* sizeof(dpmd_output) */
   double energy;            /* sum of local atom energies */
   double virial[9];
   double* force;            /* out: (nloc+nghost)*3, required (overwritten) */

@@ -3,6 +3,7 @@
 // engine; chunks run concurrently on the model's workers, one backend call per thread.
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -108,18 +109,32 @@ void map_types(dpmd_model* m, const int* atype, int nall) {
   }
 }
 
-// dpmd_input.mapping, checked, into m->mapping (cleared when not given); message-passing
-// models cannot run without it.
+// The core's own exchange in one domain: a ghost row is its owner's row (mapping).
+int mapping_forward(void* ctx, double* rows, int ncol) {
+  const auto* m = static_cast<const dpmd_model*>(ctx);
+  const int64_t nall = int64_t(m->mapping.size());
+  for (int64_t i = 0; i < nall; ++i) {
+    const int64_t o = m->mapping[i];
+    if (o != i) std::copy(rows + o * ncol, rows + (o + 1) * ncol, rows + i * ncol);
+  }
+  return 0;
+}
+
+int mapping_reverse(void* ctx, double* rows, int ncol) {
+  const auto* m = static_cast<const dpmd_model*>(ctx);
+  const int64_t nall = int64_t(m->mapping.size());
+  for (int64_t i = 0; i < nall; ++i) {
+    const int64_t o = m->mapping[i];
+    if (o == i) continue;
+    for (int c = 0; c < ncol; ++c) rows[o * ncol + c] += rows[i * ncol + c];
+  }
+  return 0;
+}
+
+// dpmd_input.mapping, checked, into m->mapping (cleared when not given).
 void take_mapping(dpmd_model* m, const dpmd_input* in, int nloc, int nall) {
   m->mapping.clear();
-  if (!in->mapping) {
-    if (m->info.message_passing)
-      throw std::runtime_error(
-          "this model passes messages between atoms (metadata message_passing: true) and needs "
-          "dpmd_input.mapping, the owner among the local atoms of every ghost atom (one rank; "
-          "message passing across MPI ranks is not supported yet, issue 13)");
-    return;
-  }
+  if (!in->mapping) return;
   m->mapping.resize(nall);
   for (int i = 0; i < nall; ++i) {
     const int o = in->mapping[i];
@@ -129,6 +144,39 @@ void take_mapping(dpmd_model* m, const dpmd_input* in, int nloc, int nall) {
                                          : " is not a local atom (0.." + std::to_string(nloc - 1) + ")"));
     m->mapping[i] = o;
   }
+}
+
+// The exchange a message-passing model runs with: the engine's (across domains), else the
+// core's over the mapping (one domain); null for other models. Models frozen before the
+// exchange op take the mapping itself (BackendInput::mapping) and one domain only.
+const dpmd_exchange* resolve_exchange(dpmd_model* m, const dpmd_input* in, int nloc, int nall) {
+  const dpmd_exchange* ex =
+      in->size >= offsetof(dpmd_input, exchange) + sizeof(in->exchange) ? in->exchange : nullptr;
+  take_mapping(m, in, nloc, nall);
+  if (!m->info.message_passing) return nullptr;
+  if (ex && m->info.exchange_op) {
+    if (ex->size < sizeof(dpmd_exchange) || !ex->forward || !ex->reverse)
+      throw std::runtime_error("dpmd_input.exchange is incomplete: set size = sizeof(dpmd_exchange), "
+                               "forward and reverse");
+    if (nloc == 0)
+      throw std::runtime_error("this domain has no local atoms; a message-passing model exchanges ghost "
+                               "features collectively and needs at least one atom per domain (use fewer "
+                               "MPI ranks or balance the decomposition)");
+    return ex;
+  }
+  if (m->mapping.empty()) {
+    if (ex)
+      throw std::runtime_error("this message-passing model was frozen without the ghost-exchange op and "
+                               "runs in one domain only, with dpmd_input.mapping: freeze it again with this "
+                               "deepmd_md to run it across MPI ranks");
+    throw std::runtime_error(
+        "this model passes messages between atoms (metadata message_passing: true): the engine must give "
+        "dpmd_input.exchange (ghost features exchanged between domains) or, in one domain, "
+        "dpmd_input.mapping (the owner among the local atoms of every ghost atom)");
+  }
+  if (!m->info.exchange_op) return nullptr;
+  m->own_exchange = dpmd_exchange{sizeof(dpmd_exchange), m, mapping_forward, mapping_reverse};
+  return &m->own_exchange;
 }
 
 // Keep the engine's neighbors within rcut (its list includes the skin): m->kept, row_start/count.
@@ -220,6 +268,9 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
   dpmd::set_error("");
   try {
     if (!m || !in || !out) throw std::runtime_error("null argument to dpmd_compute");
+    if (in->size < offsetof(dpmd_input, mapping) || out->size < sizeof(dpmd_output))
+      throw std::runtime_error("dpmd_input.size / dpmd_output.size not set: initialise them with "
+                               "DPMD_INPUT_INIT / DPMD_OUTPUT_INIT (C API " + std::to_string(DPMD_C_API_VERSION) + ")");
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     const int nloc = in->nloc, nall = in->nloc + in->nghost;
@@ -238,8 +289,9 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
     if (out->atom_virial) std::fill(out->atom_virial, out->atom_virial + 9 * size_t(nall), 0.0);
     out->energy = 0.0;
     std::fill(out->virial, out->virial + 9, 0.0);
-    if (nloc == 0) return 0;
-    take_mapping(m, in, nloc, nall);
+    const bool engine_exchange = in->size >= offsetof(dpmd_input, exchange) + sizeof(in->exchange) && in->exchange;
+    if (nloc == 0 && !(info.message_passing && engine_exchange)) return 0;
+    const dpmd_exchange* exchange = resolve_exchange(m, in, nloc, nall);
 
     dpmd::BackendInput bi;
     bi.box = in->box;
@@ -266,6 +318,7 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
       bi.atype = m->atype.data();
       bi.aparam = info.dim_aparam > 0 ? in->aparam : nullptr;
       bi.mapping = m->mapping.empty() ? nullptr : m->mapping.data();
+      bi.exchange = exchange;
       dpmd::BackendOutput bo;
       bo.force = out->force;
       bo.atom_energy = out->atom_energy;

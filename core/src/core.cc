@@ -57,6 +57,16 @@ ModelInfo parse_metadata(const std::string& text) {
   if (v.has("dim_aparam")) m.dim_aparam = int(v.at("dim_aparam").as_number("dim_aparam"));
   if (v.has("message_passing") && v.at("message_passing").kind == Value::Bool) m.message_passing = v.at("message_passing").b;
   if (v.has("blocked") && v.at("blocked").kind == Value::Bool) m.blocked = v.at("blocked").b;
+  if (v.has("exchange") && v.at("exchange").kind == Value::Object) {
+    const Value& ex = v.at("exchange");
+    const std::string op = ex.at("op").as_string("exchange.op");
+    if (op != "dpmd::ghost_exchange")
+      throw std::runtime_error("metadata: exchange op '" + op + "' is not known to this core");
+    m.exchange_op = true;
+    const Value& w = ex.at("widths");
+    if (w.kind != Value::Array) throw std::runtime_error("metadata: exchange.widths must be a list");
+    for (auto& x : w.arr) m.exchange_width = std::max(m.exchange_width, int(x.as_number("exchange.widths")));
+  }
   if (m.blocked && m.sel.size() != m.type_map.size())
     throw std::runtime_error("metadata: a blocked model needs one 'sel' entry per type");
   if (v.has("precision") && v.at("precision").kind == Value::String) m.precision = v.at("precision").str;
@@ -243,6 +253,10 @@ int dpmd_model_nsel(const dpmd_model* m) { return m ? m->info.nsel : 0; }
 int dpmd_model_dim_fparam(const dpmd_model* m) { return m ? m->info.dim_fparam : 0; }
 int dpmd_model_dim_aparam(const dpmd_model* m) { return m ? m->info.dim_aparam : 0; }
 int dpmd_model_message_passing(const dpmd_model* m) { return m ? int(m->info.message_passing) : 0; }
+int dpmd_model_exchange_width(const dpmd_model* m) { return m ? m->info.exchange_width : 0; }
+int dpmd_model_supports_exchange(const dpmd_model* m) {
+  return m ? int(!m->info.message_passing || m->info.exchange_op) : 0;
+}
 const char* dpmd_model_precision(const dpmd_model* m) { return m ? m->info.precision.c_str() : ""; }
 
 int dpmd_model_set_type_map(dpmd_model* m, int n, const int* map) {

@@ -22,6 +22,9 @@ struct ModelInfo {
   int dim_fparam = 0;
   int dim_aparam = 0;
   bool message_passing = false;
+  // frozen with dpmd::ghost_exchange: runs across domains through dpmd_input.exchange
+  bool exchange_op = false;
+  int exchange_width = 0;  // widest exchanged row (columns)
   bool blocked = false;  // takes per-type neighbor blocks (BackendInput::widths)
   std::string precision = "float64";
 };
@@ -52,6 +55,7 @@ struct dpmd_model {
   // shared by all workers (read-only while they run)
   std::vector<int64_t> atype;
   std::vector<int64_t> mapping;  // dpmd_input.mapping as int64 (empty when not given)
+  dpmd_exchange own_exchange{};  // the core's in-process exchange over `mapping`
   std::vector<int> row_start, row_count, kept;
   std::vector<dpmd::Scratch> scratch;  // one per worker
   std::unique_ptr<dpmd::WorkerPool> pool;

@@ -36,6 +36,9 @@ def _pth_extra(path: str):
         raise ModelFileError(f"model file not found: {path}")
     import torch
 
+    from deepmd_md.backends.torch.ops import load_ops
+
+    load_ops(required=False)  # message-passing models call dpmd::ghost_exchange
     extra = {"metadata.json": "", "model.dp": ""}
     try:
         module = torch.jit.load(path, map_location="cpu", _extra_files=extra)

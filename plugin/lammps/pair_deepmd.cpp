@@ -107,13 +107,19 @@ void PairDeepMD::load_models()
   free_models();
   rcut_max = ghost_cut_max = 0.0;
   message_passing = false;
+  use_exchange = true;
+  int width = 0;
   for (auto &fn : model_files) {
     dpmd_model *m = dpmd_model_load(fn.c_str());
     if (!m) error->all(FLERR, "deepmd: {}", dpmd_last_error());
     models.push_back(m);
     rcut_max = std::max(rcut_max, dpmd_model_rcut(m));
     ghost_cut_max = std::max(ghost_cut_max, dpmd_model_ghost_cutoff(m));
-    if (dpmd_model_message_passing(m)) message_passing = true;
+    if (dpmd_model_message_passing(m)) {
+      message_passing = true;
+      if (!dpmd_model_supports_exchange(m)) use_exchange = false;
+      width = std::max(width, dpmd_model_exchange_width(m));
+    }
     int nf = dpmd_model_dim_fparam(m), na = dpmd_model_dim_aparam(m);
     if (int(fparam.size()) != nf)
       error->all(FLERR, "deepmd: model {} needs {} frame parameters (pair_style ... fparam v1 .. v{}), {} given", fn,
@@ -123,7 +129,10 @@ void PairDeepMD::load_models()
                  fn, na, na, aparam.size());
   }
   const int nm = int(models.size());
-  comm_reverse = comm_reverse_off = std::max(12, 3 * nm);
+  use_exchange = use_exchange && message_passing;
+  // LAMMPS sizes its buffers from these at comm->init; wider rows go in several passes
+  comm_forward = use_exchange ? std::min(width, kMaxCommCols) : 0;
+  comm_reverse = comm_reverse_off = std::max({12, 3 * nm, comm_forward});
   if (comm->me == 0) {
     for (int k = 0; k < nm; ++k) {
       std::string tm;
@@ -208,11 +217,14 @@ void PairDeepMD::init_style()
                  "name its element in pair_coeff * *",
                  all[t], t, type_names[t].empty() ? "NULL" : type_names[t]);
 
-  // message passing: between layers a ghost takes its owner's features, so every ghost's owner
-  // must be a local atom of this rank (ghosts then need reach only rcut)
-  if (message_passing) {
+  // message passing: between layers ghosts take their owners' features through LAMMPS'
+  // forward communication (any decomposition); models frozen before the exchange op need
+  // each ghost's owner among this rank's atoms instead (one rank)
+  if (message_passing && !use_exchange) {
     if (comm->nprocs > 1)
-      error->all(FLERR, "deepmd: message passing across MPI ranks is not supported yet (issue 13); run on one rank");
+      error->all(FLERR,
+                 "deepmd: a message-passing model was frozen without the ghost-exchange op and runs on one MPI rank "
+                 "only; freeze it again with this deepmd_md (dpmd freeze) to run it on several ranks");
     if (!atom->tag_enable)
       error->all(FLERR, "deepmd: a message-passing model needs atom IDs to find each ghost's owner (atom_modify id yes)");
   }
@@ -265,7 +277,7 @@ void PairDeepMD::compute(int eflag, int vflag)
     for (int i = 0; i < nlocal; ++i) std::copy(aparam.begin(), aparam.end(), aparam_buf.begin() + size_t(i) * na);
   }
 
-  dpmd_input in = {};
+  dpmd_input in = DPMD_INPUT_INIT;
   in.nloc = nlocal;
   in.nghost = nghost;
   in.coord = nall ? &atom->x[0][0] : nullptr;
@@ -278,7 +290,8 @@ void PairDeepMD::compute(int eflag, int vflag)
   in.fparam = fparam.empty() ? nullptr : fparam.data();
   in.aparam = na ? aparam_buf.data() : nullptr;
   in.mapping = nullptr;
-  if (message_passing) {
+  in.exchange = use_exchange ? &exchange : nullptr;
+  if (message_passing && !use_exchange) {
     build_owner(nlocal, nall);
     in.mapping = owner.data();
   }
@@ -286,7 +299,7 @@ void PairDeepMD::compute(int eflag, int vflag)
   std::vector<double> virials(size_t(neval) * 9);
   double energy0 = 0.0;
   for (int k = 0; k < neval; ++k) {
-    dpmd_output out;
+    dpmd_output out = DPMD_OUTPUT_INIT;
     out.force = fbuf.data() + size_t(k) * nall * 3;
     out.atom_energy = (k == 0 && eflag_atom) ? ebuf.data() : nullptr;
     out.atom_virial = (k == 0 && want_av) ? vbuf.data() : nullptr;
@@ -497,16 +510,64 @@ void PairDeepMD::build_owner(int nlocal, int nall)
 
 void PairDeepMD::fold_ghosts(int stride)
 {
-  comm_stride = stride;
-  comm->reverse_comm(this, stride);
+  comm_rows(rcbuf.data(), stride, false);
+}
+
+/* Rows [nall, ncol] through LAMMPS' communication, in passes of at most comm_forward /
+   comm_reverse columns: forward copies owners' rows into their ghosts, reverse adds ghost
+   rows into their owners'. */
+void PairDeepMD::comm_rows(double *rows, int ncol, bool forward)
+{
+  const int cap = forward ? comm_forward : comm_reverse;
+  if (cap <= 0) error->one(FLERR, "deepmd: internal error: no communication buffer for feature rows");
+  xrows = rows;
+  xstride = ncol;
+  for (xcol0 = 0; xcol0 < ncol; xcol0 += cap) {
+    xncol = std::min(cap, ncol - xcol0);
+    if (forward)
+      comm->forward_comm(this, xncol);
+    else
+      comm->reverse_comm(this, xncol);
+  }
+}
+
+int PairDeepMD::exchange_forward(void *ctx, double *rows, int ncol)
+{
+  static_cast<PairDeepMD *>(ctx)->comm_rows(rows, ncol, true);
+  return 0;
+}
+
+int PairDeepMD::exchange_reverse(void *ctx, double *rows, int ncol)
+{
+  static_cast<PairDeepMD *>(ctx)->comm_rows(rows, ncol, false);
+  return 0;
+}
+
+int PairDeepMD::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  int m = 0;
+  for (int ii = 0; ii < n; ++ii) {
+    const double *r = xrows + size_t(list[ii]) * xstride + xcol0;
+    for (int c = 0; c < xncol; ++c) buf[m++] = r[c];
+  }
+  return m;
+}
+
+void PairDeepMD::unpack_forward_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; ++i) {
+    double *r = xrows + size_t(i) * xstride + xcol0;
+    for (int c = 0; c < xncol; ++c) r[c] = buf[m++];
+  }
 }
 
 int PairDeepMD::pack_reverse_comm(int n, int first, double *buf)
 {
   int m = 0;
   for (int i = first; i < first + n; ++i) {
-    const double *r = rcbuf.data() + size_t(i) * comm_stride;
-    for (int c = 0; c < comm_stride; ++c) buf[m++] = r[c];
+    const double *r = xrows + size_t(i) * xstride + xcol0;
+    for (int c = 0; c < xncol; ++c) buf[m++] = r[c];
   }
   return m;
 }
@@ -515,8 +576,8 @@ void PairDeepMD::unpack_reverse_comm(int n, int *list, double *buf)
 {
   int m = 0;
   for (int ii = 0; ii < n; ++ii) {
-    double *r = rcbuf.data() + size_t(list[ii]) * comm_stride;
-    for (int c = 0; c < comm_stride; ++c) r[c] += buf[m++];
+    double *r = xrows + size_t(list[ii]) * xstride + xcol0;
+    for (int c = 0; c < xncol; ++c) r[c] += buf[m++];
   }
 }
 

@@ -22,6 +22,8 @@ class PairDeepMD : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
   double memory_usage() override;
@@ -38,7 +40,11 @@ class PairDeepMD : public Pair {
   std::vector<std::string> type_names;
   bool coeff_set = false;
   double rcut_max = 0.0, ghost_cut_max = 0.0;
-  bool message_passing = false;    // some model passes messages: it needs each ghost's owner
+  bool message_passing = false;    // some model passes messages between atoms
+  bool use_exchange = false;       // ... and they all exchange ghost features through LAMMPS' comm
+  static constexpr int kMaxCommCols = 256;    // widest row one forward/reverse pass moves
+  dpmd_exchange exchange{sizeof(dpmd_exchange), this, &PairDeepMD::exchange_forward,
+                         &PairDeepMD::exchange_reverse};
   FILE *devi_fp = nullptr;
   bigint last_devi_step = -1;
 
@@ -48,13 +54,18 @@ class PairDeepMD : public Pair {
   std::vector<double> aparam_buf;
   std::vector<int> owner;       // message passing: local index of each local/ghost atom's owner
   std::unordered_map<tagint, int> tag_local;    // atom ID -> local index (when LAMMPS has no atom map)
-  // generic reverse communication buffer: rows of comm_stride doubles
+  // reverse communication buffer of fold_ghosts: rows of `stride` doubles
   std::vector<double> rcbuf;
-  int comm_stride = 0;
+  // rows in flight through LAMMPS' comm: columns xcol0..xcol0+xncol-1 of [nall, xstride]
+  double *xrows = nullptr;
+  int xstride = 0, xcol0 = 0, xncol = 0;
 
   void free_models();
   void load_models();
   void fold_ghosts(int stride);    // sum ghost rows of rcbuf onto owners
+  void comm_rows(double *rows, int ncol, bool forward);
+  static int exchange_forward(void *ctx, double *rows, int ncol);    // dpmd_exchange callbacks
+  static int exchange_reverse(void *ctx, double *rows, int ncol);
   void build_owner(int nlocal, int nall);    // fill `owner` (one rank)
   void model_deviation(int nlocal, int nall);
   [[noreturn]] void compute_error(int k);

@@ -31,6 +31,7 @@ void copy_out(const at::Tensor& t, double* dst, int64_t n, const char* what) {
 
 struct Inputs {
   at::Tensor coord, atype, nlist, mapping, fparam, aparam;
+  at::Tensor comm;  // [1] int64: address of the dpmd_exchange (message passing), else undefined
   std::vector<at::Tensor> nlists, center;  // blocked inputs (BackendInput::widths)
 };
 
@@ -51,6 +52,11 @@ Inputs make_inputs(const dpmd::BackendInput& in) {
   } else {
     r.nlist = torch::from_blob(const_cast<int64_t*>(in.nlist), {1, in.nloc, in.nnei}, iopt);
     if (in.mapping) r.mapping = torch::from_blob(const_cast<int64_t*>(in.mapping), {1, in.nall}, iopt);
+    if (in.exchange) {
+      r.comm = torch::full({1}, reinterpret_cast<int64_t>(in.exchange), iopt);
+      // the op then ignores mapping; any owner fills the input
+      if (!r.mapping.defined()) r.mapping = at::arange(in.nall, iopt).remainder(in.nloc).reshape({1, in.nall});
+    }
   }
   if (in.fparam) r.fparam = torch::from_blob(const_cast<double*>(in.fparam), {1, in.dim_fparam}, dopt);
   if (in.aparam) r.aparam = torch::from_blob(const_cast<double*>(in.aparam), {1, in.nloc, in.dim_aparam}, dopt);
@@ -93,6 +99,7 @@ class TorchScriptBackend : public dpmd::Backend {
       args.emplace_back(t.aparam.defined() ? c10::IValue(t.aparam) : c10::IValue());
     }
     args.emplace_back(in.atomic_virial);
+    if (t.comm.defined()) args.emplace_back(t.comm);  // forward_lower(..., do_atomic_virial, comm)
     auto res = module_.get_method(in.widths ? "forward_blocked" : "forward_lower")(std::move(args));
     auto d = res.toGenericDict();
     auto get = [&](const char* k) -> at::Tensor {
@@ -155,6 +162,7 @@ class AOTIBackend : public dpmd::Backend {
                                          : at::arange(in.nall, at::TensorOptions().dtype(at::kLong))
                                                .remainder(in.nloc)
                                                .reshape({1, in.nall}));
+      if (t.comm.defined()) args.push_back(t.comm);
     }
     if (t.fparam.defined()) args.push_back(t.fparam);
     if (t.aparam.defined()) args.push_back(t.aparam);

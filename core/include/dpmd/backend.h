@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "dpmd_c.h"
+
 namespace dpmd {
 
 struct BackendInput {
@@ -27,6 +29,9 @@ struct BackendInput {
   // features from its owner between layers (deepmd_md/model/comm.py); the core only calls
   // them with a mapping, over all atoms at once (never in chunks). Other models ignore it.
   const int64_t* mapping = nullptr;
+  // Message-passing models frozen with dpmd::ghost_exchange: the exchange their op calls
+  // (the engine's, or the core's over mapping); its address is the op's `handle` input.
+  const dpmd_exchange* exchange = nullptr;
   // Blocked neighbors (models whose metadata says "blocked": true), else null: nlist then
   // holds ntypes blocks one after another, block t [nloc, widths[t]] with the type-t
   // neighbors inside rcut (the nearest sel[t] when there are more), -1 padded; center_idx

@@ -8,8 +8,10 @@ coord [1, nall, 3] f64, atype [1, nall] i64, then
   inputs);
 - every other model (mixed-type, hybrid, message-passing; "blocked": false), forward_lower's:
   nlist [1, nloc, nnei] i64 raw (any order, -1 padded, neighbors beyond rcut allowed; the
-  core's padded rows), mapping [1, nall] i64 (owner < nloc of each extended atom; message
-  passing copies ghost features from it, other models ignore it);
+  core's padded rows), mapping [1, nall] i64 (owner < nloc of each extended atom; other
+  models ignore it), and for message-passing models comm [1] i64 (the handle of
+  dpmd::ghost_exchange: 0 = ghosts take their owners' features by mapping, else the address
+  of the engine's dpmd_exchange, docs/core_contract.md);
 outputs (atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
 extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`,
 the model section (config) under `deepmd_md.config` (Python's DeepPot reads it).
@@ -30,10 +32,12 @@ import torch
 
 from deepmd_md.backends.torch.adapter import asarray
 from deepmd_md.backends.torch.freeze import metadata
+from deepmd_md.backends.torch.ops import OpExchange
 from deepmd_md.backends.torch.fx_rewrite import fast_tanh
 from deepmd_md.model.model import (
     atomic_outputs,
     atomic_outputs_blocked,
+    message_passing_of,
     sel_of,
     supports_blocked,
 )
@@ -66,19 +70,21 @@ def _derive(x, ae):
 
 
 def _lower_fn(data: dict):
-    """(coord, atype, nlist, mapping) -> the five outputs: forward_lower on a raw list."""
+    """(coord, atype, nlist, mapping[, comm]) -> the five outputs: forward_lower on a raw list
+    (comm, message-passing models only: [1] int64 handle of dpmd::ghost_exchange)."""
     cfg = data["config"]
     params, buffers = asarray(data["params"]), asarray(data["buffers"])
     # format_nlist needs >= max(sel) columns: pad by that many always (a branch on the width
     # would fix it to the example's value)
     pad_width = max(sel_of(cfg))
 
-    def fn(coord, atype, nlist, mapping):
+    def fn(coord, atype, nlist, mapping, *comm):
         x = coord.detach().requires_grad_(True)
         pad = torch.full((nlist.shape[0], nlist.shape[1], pad_width), -1, dtype=nlist.dtype)
         nl = torch.cat([nlist, pad], dim=2)
+        exchange = OpExchange(mapping, comm[0]) if comm else None
         ae = atomic_outputs(cfg, params, buffers, x, atype, nl, raw_nlist=True,
-                            mapping=mapping)["energy"]
+                            mapping=mapping, comm=exchange)["energy"]
         return _derive(x, ae)
 
     return fn
@@ -176,6 +182,9 @@ def freeze_pt2(data: dict, path: str) -> None:
         inputs = (coord, atype, nlist, mapping)
         dims = {"nall": (0, 1), "nloc": (2, 1), "nnei": (2, 2), "nall (mapping)": (3, 1)}
         dyn += [{1: dloc, 2: torch.export.Dim("nnei", min=0)}, {1: dall}]
+        if message_passing_of(data["config"]):
+            inputs += (torch.zeros(1, dtype=torch.int64),)
+            dyn += [None]
     with _symbolic_friendly():
         gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
     _check_not_specialised(gm, dims)
@@ -196,6 +205,9 @@ def freeze_pt2(data: dict, path: str) -> None:
 
 def load_pt2(path: str):
     """(callable package, model config, metadata) of a `.pt2` written by freeze_pt2."""
+    from deepmd_md.backends.torch.ops import load_ops
+
+    load_ops(required=False)  # message-passing packages call dpmd::ghost_exchange
     pkg = torch._inductor.aoti_load_package(path)
     meta = pkg.get_metadata()
     if "deepmd_md.config" not in meta:
@@ -210,7 +222,6 @@ def eval_pt2(pkg, config: dict, ext_coord, ext_atype, nlist, mapping) -> dict:
     import numpy as np
 
     from deepmd_md.model.frames import blocked_inputs
-    from deepmd_md.model.model import sel_of, supports_blocked
 
     t = [torch.as_tensor(np.ascontiguousarray(x)) for x in (ext_coord, ext_atype)]
     nloc = nlist.shape[1]
@@ -219,5 +230,7 @@ def eval_pt2(pkg, config: dict, ext_coord, ext_atype, nlist, mapping) -> dict:
         t += [torch.as_tensor(np.ascontiguousarray(x)) for x in (*nlists, *center)]
     else:
         t += [torch.as_tensor(np.ascontiguousarray(x)) for x in (nlist, mapping)]
+        if message_passing_of(config):
+            t.append(torch.zeros(1, dtype=torch.int64))
     out = pkg(*t)
     return {"atom_energy": out[0].numpy(), "extended_force": out[2].numpy()}

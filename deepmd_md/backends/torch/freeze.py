@@ -18,6 +18,7 @@ import warnings
 import torch
 
 from deepmd_md.backends.torch.adapter import asarray
+from deepmd_md.backends.torch.ops import OpExchange
 from deepmd_md.model.model import (
     OUTPUTS,
     atomic_outputs,
@@ -38,7 +39,10 @@ PTH_VERSION = 1
 
 def metadata(data: dict) -> dict:
     cfg = data["config"]
-    return {
+    extra = {}
+    if message_passing_of(cfg):
+        extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": exchange_widths(data)}
+    return extra | {
         "format": PTH_FORMAT, "version": PTH_VERSION, "type_map": list(cfg["type_map"]),
         "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
         "dim_fparam": 0, "dim_aparam": 0,
@@ -48,6 +52,38 @@ def metadata(data: dict) -> dict:
         "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
                              "c_differentiable": o.c_differentiable} for o in OUTPUTS},
     }
+
+
+def _example(ntypes: int, width: int):
+    """A tiny extended frame (6 atoms, 3 local) to trace on: coord, atype, nlist, mapping."""
+    g = torch.Generator().manual_seed(0)
+    nall, nloc = 6, 3
+    ext_coord = torch.rand(1, nall, 3, generator=g, dtype=torch.float64) * 2.0
+    ext_atype = torch.arange(nall).remainder(ntypes).reshape(1, nall)
+    nlist = torch.tensor([[[j for j in range(nall) if j != i] + [-1] * (width - nall + 1)
+                           for i in range(nloc)]])
+    mapping = torch.arange(nall).remainder(nloc).reshape(1, nall)
+    return ext_coord, ext_atype, nlist, mapping
+
+
+def exchange_widths(data: dict) -> list[int]:
+    """Columns of each ghost exchange the model makes, in call order (one model evaluation)."""
+    from deepmd_md.model.comm import MappingExchange
+
+    widths = []
+
+    class Recording(MappingExchange):
+        def __call__(self, node_local):
+            widths.append(int(torch.tensor(node_local.shape[2:]).prod()))
+            return super().__call__(node_local)
+
+    cfg = data["config"]
+    coord, atype, nlist, mapping = _example(len(cfg["type_map"]), max(sel_of(cfg)) + 2)
+    t = {k: asarray(data[k]) for k in ("params", "buffers")}
+    with torch.no_grad():
+        atomic_outputs(cfg, t["params"], t["buffers"], coord, atype, nlist, raw_nlist=True,
+                       comm=Recording(mapping))
+    return widths
 
 
 class _AtomEnergy(torch.nn.Module):
@@ -63,10 +99,12 @@ class _AtomEnergy(torch.nn.Module):
                 self.register_buffer(name, v)
                 self.names[name] = f"{tree}/{path}"
 
-    def forward(self, ext_coord, ext_atype, nlist, mapping):
+    def forward(self, ext_coord, ext_atype, nlist, mapping, comm):
+        """comm: [1] int64, the exchange handle of dpmd::ghost_exchange (0: by mapping)."""
         t = unflatten({p: getattr(self, n) for n, p in self.names.items()})
+        exchange = OpExchange(mapping, comm) if message_passing_of(self.config) else None
         return atomic_outputs(self.config, t["params"], t["buffers"], ext_coord, ext_atype,
-                              nlist, raw_nlist=True, mapping=mapping)["energy"]
+                              nlist, raw_nlist=True, mapping=mapping, comm=exchange)["energy"]
 
     def blocked(self, ext_coord, ext_atype, nlists, center_idx):
         t = unflatten({p: getattr(self, n) for n, p in self.names.items()})
@@ -88,7 +126,10 @@ class FrozenModel(torch.nn.Module):
                       nlist: torch.Tensor, mapping: torch.Tensor | None = None,
                       fparam: torch.Tensor | None = None,
                       aparam: torch.Tensor | None = None,
-                      do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
+                      do_atomic_virial: bool = False,
+                      comm: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """comm: message-passing models' ghost exchange handle ([1] int64, the address of the
+        engine's dpmd_exchange; None: ghosts take their owners' features by mapping)."""
         nf, nloc = nlist.shape[0], nlist.shape[1]
         if nlist.shape[2] < self.min_width:  # the traced selection needs >= max(sel) columns
             pad = torch.full([nf, nloc, self.min_width - nlist.shape[2]], -1,
@@ -101,8 +142,10 @@ class FrozenModel(torch.nn.Module):
             nall = extended_coord.shape[1]
             mapping = torch.arange(nall, device=nlist.device).remainder(nloc).unsqueeze(
                 0).expand(nf, nall)
+        if comm is None:
+            comm = torch.zeros([1], dtype=torch.int64, device=nlist.device)
         coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
-        ae = self.atom_energy(coord, extended_atype, nlist, mapping).to(torch.float64)
+        ae = self.atom_energy(coord, extended_atype, nlist, mapping, comm).to(torch.float64)
         return self._derive(coord, ae, do_atomic_virial)
 
     def _derive(self, coord: torch.Tensor, ae: torch.Tensor,
@@ -158,7 +201,7 @@ class FrozenModel(torch.nn.Module):
                 do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
         coord = coord.to(torch.float64)
         ext, ext_atype, mapping, nlist = self.extend(coord, atype, box)
-        lo = self.forward_lower(ext, ext_atype, nlist, mapping, fparam, aparam, True)
+        lo = self.forward_lower(ext, ext_atype, nlist, mapping, fparam, aparam, True, None)
         nf, nat = coord.shape[0], coord.shape[1]
         force = torch.zeros([nf, nat, 3], dtype=torch.float64, device=coord.device)
         av = torch.zeros([nf, nat, 9], dtype=torch.float64, device=coord.device)
@@ -187,23 +230,17 @@ class FrozenBlockedModel(FrozenModel):
 
 def build_frozen(data: dict) -> torch.jit.ScriptModule:
     """Trace the model math on a tiny example, wrap it, script the wrapper."""
-    dtype = torch.float64
-    g = torch.Generator().manual_seed(0)
     ntypes = len(data["config"]["type_map"])
-    nall, nloc = 6, 3
-    ext_coord = torch.rand(1, nall, 3, generator=g, dtype=dtype) * 2.0
-    ext_atype = torch.arange(nall).remainder(ntypes).reshape(1, nall)
-    width = max(sel_of(data["config"])) + 2
-    nlist = torch.tensor([[[j for j in range(nall) if j != i] + [-1] * (width - nall + 1)
-                           for i in range(nloc)]])
-    mapping = torch.arange(nall).remainder(nloc).reshape(1, nall)
+    nloc = 3
+    ext_coord, ext_atype, nlist, mapping = _example(ntypes, max(sel_of(data["config"])) + 2)
+    comm = torch.zeros([1], dtype=torch.int64)
     nlists = [torch.tensor([[[1, 3, -1], [4, -1, -1], [0, 5, -1]]]),
               torch.tensor([[[2, 4], [0, 5], [-1, -1]]])][:ntypes]
     nlists += [torch.full((1, nloc, 2), -1)] * (ntypes - len(nlists))
     center = [torch.nonzero(ext_atype[0, :nloc] == t)[:, 0] for t in range(ntypes)]
     with warnings.catch_warnings():  # shape-dependent Python branches are config-static
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        methods = {"forward": (ext_coord, ext_atype, nlist, mapping)}
+        methods = {"forward": (ext_coord, ext_atype, nlist, mapping, comm)}
         if supports_blocked(data["config"]):
             methods["blocked"] = (ext_coord, ext_atype, nlists, center)
         traced = torch.jit.trace_module(_AtomEnergy(data).eval(), methods, check_trace=False)
