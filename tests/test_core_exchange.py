@@ -14,6 +14,8 @@ import threading
 
 import numpy as np
 import pytest
+from capi import DP, IP, Exchange, Input, Output, load_core
+from capi import EXCHANGE_FN as XFN
 from helpers import make_model, random_frames, tiny_descriptors
 
 from deepmd_md.lmp import native_lib
@@ -26,41 +28,6 @@ TOL = 1e-10  # relative to max(1, largest component)
 SKIN = 0.5  # ghosts and neighbor lists reach rcut + SKIN, as an engine's would
 BOX = np.diag([9.0, 6.0, 6.0]).ravel()  # each half (4.5 A) is wider than rcut (3.5 A)
 WAIT = 60.0  # seconds: a broken exchange fails instead of hanging
-
-_dp, _ip = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int)
-XFN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, _dp, ctypes.c_int)
-
-
-class Exchange(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_size_t), ("ctx", ctypes.c_void_p), ("forward", XFN),
-                ("reverse", XFN)]
-
-
-class Input(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_size_t), ("nloc", ctypes.c_int), ("nghost", ctypes.c_int),
-                ("coord", _dp), ("atype", _ip), ("inum", ctypes.c_int), ("ilist", _ip),
-                ("numneigh", _ip), ("firstneigh", ctypes.POINTER(_ip)), ("box", _dp),
-                ("fparam", _dp), ("aparam", _dp), ("mapping", _ip),
-                ("exchange", ctypes.POINTER(Exchange))]
-
-
-class Output(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_size_t), ("energy", ctypes.c_double),
-                ("virial", ctypes.c_double * 9), ("force", _dp), ("atom_energy", _dp),
-                ("atom_virial", _dp)]
-
-
-def _lib():
-    lib = ctypes.CDLL(str(LIB))
-    lib.dpmd_model_load.restype = ctypes.c_void_p
-    lib.dpmd_model_load.argtypes = [ctypes.c_char_p]
-    lib.dpmd_last_error.restype = ctypes.c_char_p
-    lib.dpmd_compute.argtypes = [ctypes.c_void_p, ctypes.POINTER(Input), ctypes.POINTER(Output)]
-    for f in ("dpmd_model_free", "dpmd_model_exchange_width", "dpmd_model_message_passing",
-              "dpmd_model_supports_exchange"):
-        getattr(lib, f).argtypes = [ctypes.c_void_p]
-    return lib
-
 
 @pytest.fixture(scope="module", params=["dpa2:small", "dpa3:default"])
 def frozen(request, tmp_path_factory):
@@ -101,16 +68,16 @@ def compute(lib, model, dom, atype, exchange=None, mapping=None, size=None):
     types = np.ascontiguousarray(atype[dom["owner"]], dtype=np.int32)
     ilist = np.arange(nloc, dtype=np.int32)
     numneigh = np.array([len(n) for n in dom["nlist"]], dtype=np.int32)
-    first = (_ip * nloc)(*[n.ctypes.data_as(_ip) for n in dom["nlist"]])
+    first = (IP * nloc)(*[n.ctypes.data_as(IP) for n in dom["nlist"]])
     force = np.zeros(nall * 3)
     inp = Input(ctypes.sizeof(Input) if size is None else size, nloc, nall - nloc,
-                coord.ctypes.data_as(_dp), types.ctypes.data_as(_ip), nloc,
-                ilist.ctypes.data_as(_ip), numneigh.ctypes.data_as(_ip), first,
-                BOX.ctypes.data_as(_dp), None, None,
-                None if mapping is None else mapping.ctypes.data_as(_ip),
+                coord.ctypes.data_as(DP), types.ctypes.data_as(IP), nloc,
+                ilist.ctypes.data_as(IP), numneigh.ctypes.data_as(IP), first,
+                BOX.ctypes.data_as(DP), None, None,
+                None if mapping is None else mapping.ctypes.data_as(IP),
                 None if exchange is None else ctypes.pointer(exchange))
     out = Output(ctypes.sizeof(Output), 0.0)
-    out.force = force.ctypes.data_as(_dp)
+    out.force = force.ctypes.data_as(DP)
     rc = lib.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out))
     err = lib.dpmd_last_error().decode()  # thread-local: read on the calling thread
     return rc, err, out.energy, force.reshape(nall, 3), np.array(out.virial[:])
@@ -193,7 +160,7 @@ def _setup(frozen):
     coord, atype = coord[0], atype[0]
     doms = decompose(coord, box[0], rcut_of(data["config"]))
     assert all(d["nloc"] > 0 and len(d["owner"]) > d["nloc"] for d in doms)
-    lib = _lib()
+    lib = load_core()
     models = [lib.dpmd_model_load(str(path).encode()) for _ in range(2)]
     assert all(models), lib.dpmd_last_error().decode()
     return lib, models, doms, coord, atype

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import make_model, tiny_descriptors  # noqa: E402
 from lammps_helpers import BIN, REPO, plugin_dir_or_reason, train_small  # noqa: E402
 
 
@@ -59,3 +60,29 @@ def model_pair(model_pth, tmp_path_factory):
     out = tmp_path_factory.mktemp("model2") / "model2.pth"
     freeze_pth(data, str(out))
     return model_pth, out
+
+
+@pytest.fixture(scope="session")
+def frozen_tiny(plugin_dir, tmp_path_factory):
+    """get(name, fmt) -> (ModelData, path): the tiny models of tests/tiny/*.py (random weights
+    and statistics) frozen on first use; .pt2 compilation takes a minute or two each."""
+    from deepmd_md.backends.torch.freeze import freeze_pth
+
+    cache: dict = {}
+    root = tmp_path_factory.mktemp("mixed")
+
+    def get(name: str, fmt: str) -> tuple[dict, Path]:
+        if name not in cache:
+            data = make_model(desc=tiny_descriptors()[name])
+            pth = root / f"{name.replace(':', '_')}.pth"
+            freeze_pth(data, str(pth))
+            cache[name] = {"data": data, "pth": pth}
+        entry = cache[name]
+        if fmt == "pt2" and "pt2" not in entry:
+            from deepmd_md.backends.torch.aoti import freeze_pt2
+
+            entry["pt2"] = entry["pth"].with_suffix(".pt2")
+            freeze_pt2(entry["data"], str(entry["pt2"]))
+        return entry["data"], entry[fmt]
+
+    return get

@@ -111,3 +111,23 @@ def water_types() -> np.ndarray:
 def lmp_box(res: dict) -> np.ndarray:
     lx, ly, lz, xy, xz, yz = res["box"]
     return np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]])
+
+
+def python_devi(models, x, box, relative=None, relative_v=None):
+    """DeePMD-kit's model-deviation statistics of `models` on one frame, from DeepPot: the
+    [max, min, avg] of the virial and force deviations, and the per-atom force deviation."""
+    from deepmd_md.infer.deep_pot import DeepPot
+
+    fs, vs = [], []
+    for m in models:
+        _, f, v = DeepPot(str(m)).eval(x.reshape(1, -1), box.reshape(1, 9), water_types())
+        fs.append(f.reshape(-1, 3))
+        vs.append(v.reshape(9) / len(x))
+    fs, vs = np.array(fs), np.array(vs)
+    df = np.sqrt(np.mean(np.sum((fs - fs.mean(0)) ** 2, axis=-1), axis=0))
+    if relative is not None:
+        df = df / (np.linalg.norm(fs.mean(0), axis=-1) + relative)
+    dv = np.std(vs, axis=0)
+    if relative_v is not None:
+        dv = dv / (np.linalg.norm(vs.mean(0)) + relative_v)
+    return [dv.max(), dv.min(), np.sqrt(np.mean(dv**2)), df.max(), df.min(), df.mean()], df

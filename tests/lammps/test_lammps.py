@@ -9,7 +9,17 @@ import sys
 
 import numpy as np
 import pytest
-from lammps_helpers import BIN, REPO, WATER_LMP, edit_metadata, lmp_box, run_driver, run_lmp, water_types
+from lammps_helpers import (
+    BIN,
+    REPO,
+    WATER_LMP,
+    edit_metadata,
+    lmp_box,
+    python_devi,
+    run_driver,
+    run_lmp,
+    water_types,
+)
 
 VOIGT = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])  # LAMMPS xx yy zz xy xz yz
 
@@ -164,24 +174,6 @@ def test_mpi_matches_deeppot(md_runs, model_pth):
 
 
 # ---------------------------------------------------------------- model deviation
-def _python_devi(models, x, box, relative=None, relative_v=None):
-    from deepmd_md.infer.deep_pot import DeepPot
-
-    fs, vs = [], []
-    for m in models:
-        _, f, v = DeepPot(str(m)).eval(x.reshape(1, -1), box.reshape(1, 9), water_types())
-        fs.append(f.reshape(-1, 3))
-        vs.append(v.reshape(9) / len(x))
-    fs, vs = np.array(fs), np.array(vs)
-    df = np.sqrt(np.mean(np.sum((fs - fs.mean(0)) ** 2, axis=-1), axis=0))
-    if relative is not None:
-        df = df / (np.linalg.norm(fs.mean(0), axis=-1) + relative)
-    dv = np.std(vs, axis=0)
-    if relative_v is not None:
-        dv = dv / (np.linalg.norm(vs.mean(0)) + relative_v)
-    return [dv.max(), dv.min(), np.sqrt(np.mean(dv**2)), df.max(), df.min(), df.mean()], df
-
-
 @pytest.mark.parametrize("variant", ["absolute", "relative"])
 def test_model_deviation_file(model_pair, lmp_env, tmp_path, variant):
     m1, m2 = model_pair
@@ -209,7 +201,7 @@ def test_model_deviation_file(model_pair, lmp_env, tmp_path, variant):
         lines_ = fr.strip().splitlines()
         assert int(lines_[0]) == int(row[0])
         x = np.loadtxt(lines_[8:])[:, 1:]
-        stats, per_atom = _python_devi([m1, m2], x, box, **kw)
+        stats, per_atom = python_devi([m1, m2], x, box, **kw)
         np.testing.assert_allclose(row[1:7], stats, rtol=2e-6, atol=1e-12)
         np.testing.assert_allclose(row[7:], per_atom, rtol=2e-6, atol=1e-12)
 

@@ -1,24 +1,23 @@
 """pair_style deepmd with models that have no per-type fast path ("blocked": false): a hybrid
 of typed descriptors, mixed-type (DPA-1) and message-passing GNNs (DPA-2/DPA-3), the tiny
 configs of tests/tiny/*.py frozen to .pth (and some to .pt2), against deepmd_md.infer.DeepPot;
-the owner map (`mapping`) that message passing needs on one rank; the clear error on several
-ranks; the C API's mapping contract."""
+message passing on one rank; the C API's mapping contract (one domain, no engine exchange).
+Message passing across ranks: test_lammps_mp.py."""
 
 from __future__ import annotations
 
 import ctypes
-from pathlib import Path
 
 import numpy as np
 import pytest
+from capi import Input, Output, load_core
 from helpers import ORTHO_BOX, PT2_MESSAGE_PASSING, make_model, random_frames, tiny_descriptors
-from lammps_helpers import WATER_LMP, lmp_box, run_driver, run_lmp, water_types
+from lammps_helpers import WATER_LMP, lmp_box, run_driver, water_types
 
 VOIGT = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])  # LAMMPS xx yy zz xy xz yz
 TOL = 1e-10  # relative to the largest component (and to 1)
 HYBRID = "hybrid:se_a+se_r"
 SKIN = 1.0  # ghost cutoff = rcut + SKIN, below a message-passing model's receptive field
-MP_ERROR = "message passing across MPI ranks is not supported yet (issue 13); run on one rank"
 
 
 def _tiny_kinds() -> dict[str, bool]:
@@ -47,32 +46,6 @@ def _mp_name() -> str:
 # one also as .pt2 (compiling takes minutes)
 CASES = [("pth", HYBRID), ("pt2", HYBRID)]
 CASES += [("pth", n) for n in TINY_KINDS if n != HYBRID] + [("pt2", PT2_MESSAGE_PASSING)]
-
-
-@pytest.fixture(scope="module")
-def frozen(plugin_dir, tmp_path_factory):
-    """name -> {"data", "pth"[, "pt2"]}: tiny models (random weights and statistics) frozen on
-    first use; .pt2 compilation takes a minute or two each."""
-    from deepmd_md.backends.torch.freeze import freeze_pth
-
-    cache: dict = {}
-    root = tmp_path_factory.mktemp("mixed")
-
-    def get(name: str, fmt: str) -> tuple[dict, Path]:
-        if name not in cache:
-            data = make_model(desc=tiny_descriptors()[name])
-            pth = root / f"{name.replace(':', '_')}.pth"
-            freeze_pth(data, str(pth))
-            cache[name] = {"data": data, "pth": pth}
-        entry = cache[name]
-        if fmt == "pt2" and "pt2" not in entry:
-            from deepmd_md.backends.torch.aoti import freeze_pt2
-
-            entry["pt2"] = entry["pth"].with_suffix(".pt2")
-            freeze_pt2(entry["data"], str(entry["pt2"]))
-        return entry["data"], entry[fmt]
-
-    return get
 
 
 def setup_lines(model, newton="on", atom_map=True):
@@ -111,14 +84,14 @@ def _check_deeppot(pth, res):
 
 
 @pytest.mark.parametrize("fmt,name", CASES, ids=[f"{f}-{n}" for f, n in CASES])
-def test_matches_deeppot(fmt, name, frozen, lmp_env, tmp_path):
+def test_matches_deeppot(fmt, name, frozen_tiny, lmp_env, tmp_path):
     """One rank: the raw neighbor list (and, for message passing, the owner of every ghost)
     gives DeepPot's numbers. For message passing the ghosts reach only rcut + skin, less than
     the model's receptive field: with the owners known no wider ghost shell is needed."""
     from deepmd_md.model import descriptors
     from deepmd_md.model.model import message_passing_of, mixed_of, rcut_of
 
-    data, model = frozen(name, fmt)
+    data, model = frozen_tiny(name, fmt)
     cfg = data["config"]
     if name == HYBRID:
         assert not mixed_of(cfg)  # typed members without the blocked entry point
@@ -127,15 +100,15 @@ def test_matches_deeppot(fmt, name, frozen, lmp_env, tmp_path):
         assert rcut_of(cfg) + SKIN < field, "the ghost shell must be narrower than the field"
     res = run_driver({"commands": setup_lines(model), "computes_peratom": [["pea", 1]]},
                      tmp_path, lmp_env)
-    _, pth = frozen(name, "pth")
+    _, pth = frozen_tiny(name, "pth")
     _check_deeppot(pth, res)
 
 
-def test_message_passing_md_no_atom_map_newton_off(frozen, lmp_env, tmp_path):
-    """Owners from the plugin's own ID map (no `atom_modify map`), ghosts rebuilt on every
-    step of a short NVE run, newton off (the plugin folds ghost forces itself): the last
-    step still equals DeepPot."""
-    _, pth = frozen(_mp_name(), "pth")
+def test_message_passing_md_newton_off(frozen_tiny, lmp_env, tmp_path):
+    """Ghost features through LAMMPS' forward communication (no atom IDs needed: no atom
+    map), ghosts rebuilt on every step of a short NVE run, newton off (the plugin folds ghost
+    forces itself): the last step still equals DeepPot."""
+    _, pth = frozen_tiny(_mp_name(), "pth")
     lines = setup_lines(pth, newton="off", atom_map=False) + [
         "neigh_modify every 1 delay 0 check no",
         "velocity all create 330.0 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
@@ -145,52 +118,17 @@ def test_message_passing_md_no_atom_map_newton_off(frozen, lmp_env, tmp_path):
     _check_deeppot(pth, res)
 
 
-def test_message_passing_two_ranks_is_a_clear_error(frozen, lmp_env, tmp_path):
-    _, pth = frozen(_mp_name(), "pth")
-    p = run_lmp("\n".join(setup_lines(pth) + ["run 0"]) + "\n", tmp_path, lmp_env, np_=2,
-                timeout=90)
-    out = p.stdout + p.stderr
-    assert p.returncode != 0, out[-2000:]
-    err = [ln for ln in out.splitlines() if "ERROR" in ln]
-    assert err and MP_ERROR in err[0], out[-2000:]
-    assert "Segmentation" not in out and "core dumped" not in out
-
-
 # ---------------------------------------------------------------- the C API directly
-class _Input(ctypes.Structure):
-    _fields_ = [("nloc", ctypes.c_int), ("nghost", ctypes.c_int),
-                ("coord", ctypes.POINTER(ctypes.c_double)), ("atype", ctypes.POINTER(ctypes.c_int)),
-                ("inum", ctypes.c_int), ("ilist", ctypes.POINTER(ctypes.c_int)),
-                ("numneigh", ctypes.POINTER(ctypes.c_int)),
-                ("firstneigh", ctypes.POINTER(ctypes.POINTER(ctypes.c_int))),
-                ("box", ctypes.POINTER(ctypes.c_double)), ("fparam", ctypes.POINTER(ctypes.c_double)),
-                ("aparam", ctypes.POINTER(ctypes.c_double)),
-                ("mapping", ctypes.POINTER(ctypes.c_int))]
-
-
-class _Output(ctypes.Structure):
-    _fields_ = [("energy", ctypes.c_double), ("virial", ctypes.c_double * 9),
-                ("force", ctypes.POINTER(ctypes.c_double)),
-                ("atom_energy", ctypes.POINTER(ctypes.c_double)),
-                ("atom_virial", ctypes.POINTER(ctypes.c_double))]
-
-
-def test_core_mapping_contract(frozen, plugin_dir):
-    """dpmd_compute: a message-passing model without dpmd_input.mapping is a clear error (no
-    crash); a mapping that names a non-local owner is refused; with the right mapping the
+def test_core_mapping_contract(frozen_tiny, plugin_dir):
+    """dpmd_compute: a message-passing model with neither dpmd_input.exchange nor mapping is a
+    clear error (no crash); a mapping that names a non-local owner is refused; with the right mapping the
     energy and the folded forces equal DeepPot's."""
     from deepmd_md.data.neighbor import extend_coord, neighbor_candidates
     from deepmd_md.infer.deep_pot import DeepPot
     from deepmd_md.model.model import rcut_of
 
-    data, pth = frozen(_mp_name(), "pth")
-    lib = ctypes.CDLL(str(Path(plugin_dir) / "libdpmd_core.so"))
-    lib.dpmd_model_load.restype = ctypes.c_void_p
-    lib.dpmd_model_load.argtypes = [ctypes.c_char_p]
-    lib.dpmd_last_error.restype = ctypes.c_char_p
-    lib.dpmd_compute.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Input), ctypes.POINTER(_Output)]
-    lib.dpmd_model_free.argtypes = [ctypes.c_void_p]
-    lib.dpmd_model_message_passing.argtypes = [ctypes.c_void_p]
+    data, pth = frozen_tiny(_mp_name(), "pth")
+    lib = load_core()
     model = lib.dpmd_model_load(str(pth).encode())
     assert model, lib.dpmd_last_error().decode()
     try:
@@ -210,7 +148,7 @@ def test_core_mapping_contract(frozen, plugin_dir):
         force = np.zeros((nall, 3))
 
         def call(owner):
-            inp = _Input(nloc=nat, nghost=nall - nat,
+            inp = Input(nloc=nat, nghost=nall - nat,
                          coord=x.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
                          atype=t.ctypes.data_as(ctypes.POINTER(ctypes.c_int)), inum=nat,
                          ilist=ilist.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
@@ -218,12 +156,12 @@ def test_core_mapping_contract(frozen, plugin_dir):
                          firstneigh=firstneigh)
             if owner is not None:
                 inp.mapping = owner.ctypes.data_as(ctypes.POINTER(ctypes.c_int))
-            out = _Output(force=force.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+            out = Output(force=force.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
             rc = lib.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out))
             return rc, out, lib.dpmd_last_error().decode()
 
         rc, _, err = call(None)
-        assert rc != 0 and "needs dpmd_input.mapping" in err and "issue 13" in err, err
+        assert rc != 0 and "dpmd_input.exchange" in err and "dpmd_input.mapping" in err, err
         bad = np.ascontiguousarray(mapping[0], dtype=np.int32).copy()
         bad[-1] = nat  # a ghost "owned" by a ghost
         rc, _, err = call(bad)
