@@ -97,12 +97,16 @@ typedef struct {
   /* Full neighbor list of the local atoms (LAMMPS layout): for ii < inum,
    * row ilist[ii] lists numneigh[ii] indices firstneigh[ii][k] into the
    * local+ghost arrays (bits above 29 are ignored, LAMMPS special bits).
-   * Neighbors beyond rcut, in any order, are allowed. */
+   * Neighbors beyond rcut, in any order, are allowed.
+   * ilist = NULL: the core builds the list itself (every atom within rcut, a
+   * cell list), and when box is given and nghost is 0 it also adds the
+   * periodic images of the local atoms (all three directions periodic): forces
+   * and atom_virial then come back folded onto the nloc atoms (nloc rows). */
   int inum;
   const int* ilist;
   const int* numneigh;
   const int* const* firstneigh;
-  const double* box;        /* 9 (cell rows) or NULL; informational */
+  const double* box;        /* 9 (cell rows) or NULL (see ilist = NULL) */
   const double* fparam;     /* dim_fparam values or NULL */
   const double* aparam;     /* nloc*dim_aparam values or NULL */
   /* Owner of every local+ghost atom: mapping[i] is the index, among the local

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "internal.h"
+#include "neighbor.h"
 
 namespace {
 
@@ -154,6 +155,10 @@ const dpmd_exchange* resolve_exchange(dpmd_model* m, const dpmd_input* in, int n
       in->size >= offsetof(dpmd_input, exchange) + sizeof(in->exchange) ? in->exchange : nullptr;
   take_mapping(m, in, nloc, nall);
   if (!m->info.message_passing) return nullptr;
+  if (m->mapping.empty() && !ex && nall == nloc) {  // no ghosts: every atom owns itself
+    m->mapping.resize(nall);
+    for (int i = 0; i < nall; ++i) m->mapping[i] = i;
+  }
   if (ex && m->info.exchange_op) {
     if (ex->size < sizeof(dpmd_exchange) || !ex->forward || !ex->reverse)
       throw std::runtime_error("dpmd_input.exchange is incomplete: set size = sizeof(dpmd_exchange), "
@@ -262,15 +267,8 @@ void run_chunk(dpmd_model* m, int w, const dpmd_input* in, const dpmd_output* ou
   }
 }
 
-}  // namespace
-
-extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
-  dpmd::set_error("");
-  try {
-    if (!m || !in || !out) throw std::runtime_error("null argument to dpmd_compute");
-    if (in->size < offsetof(dpmd_input, mapping) || out->size < sizeof(dpmd_output))
-      throw std::runtime_error("dpmd_input.size / dpmd_output.size not set: initialise them with "
-                               "DPMD_INPUT_INIT / DPMD_OUTPUT_INIT (C API " + std::to_string(DPMD_C_API_VERSION) + ")");
+// dpmd_compute with the engine's neighbor list (or the one compute_self built).
+void compute_listed(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     const int nloc = in->nloc, nall = in->nloc + in->nghost;
@@ -290,7 +288,7 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
     out->energy = 0.0;
     std::fill(out->virial, out->virial + 9, 0.0);
     const bool engine_exchange = in->size >= offsetof(dpmd_input, exchange) + sizeof(in->exchange) && in->exchange;
-    if (nloc == 0 && !(info.message_passing && engine_exchange)) return 0;
+    if (nloc == 0 && !(info.message_passing && engine_exchange)) return;
     const dpmd_exchange* exchange = resolve_exchange(m, in, nloc, nall);
 
     dpmd::BackendInput bi;
@@ -383,6 +381,77 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
       m->t_prep += total - t_backend;
       m->t_backend += t_backend;
     }
+}
+
+// No neighbor list from the engine: the core builds it (every atom within rcut), and when the
+// engine gave a box but no ghosts, the periodic images too; forces and per-atom virials of the
+// images are then folded onto their atoms, so the engine gets nloc rows back.
+void compute_self(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
+  dpmd::SelfBuilt& sb = m->self;
+  dpmd_input self = *in;
+  self.size = sizeof(dpmd_input);
+  const int nloc = in->nloc;
+  const bool images = in->nghost == 0 && in->box != nullptr;
+  if (nloc > 0 && (!in->coord || !in->atype)) throw std::runtime_error("coord and atype must be provided");
+  if (images) {
+    dpmd::periodic_images(in->coord, in->atype, nloc, in->box, m->info.ghost_cutoff, sb.img);
+    self.coord = sb.img.coord.data();
+    self.atype = sb.img.atype.data();
+    self.nghost = int(sb.img.atype.size()) - nloc;
+    self.mapping = sb.img.mapping.data();
+    self.exchange = nullptr;  // every image's owner is here
+  }
+  const int nall = self.nloc + self.nghost;
+  dpmd::neighbor_list(self.coord, nloc, nall, m->info.rcut, sb.nl);
+  sb.ilist.resize(nloc);
+  sb.numneigh.resize(nloc);
+  sb.firstneigh.resize(nloc);
+  for (int i = 0; i < nloc; ++i) {
+    sb.ilist[i] = i;
+    sb.numneigh[i] = sb.nl.start[i + 1] - sb.nl.start[i];
+    sb.firstneigh[i] = sb.nl.index.data() + sb.nl.start[i];
+  }
+  self.inum = nloc;
+  self.ilist = sb.ilist.data();
+  self.numneigh = sb.numneigh.data();
+  self.firstneigh = sb.firstneigh.data();
+  if (!images) {
+    compute_listed(m, &self, out);
+    return;
+  }
+  dpmd_output o = *out;
+  sb.force.assign(3 * size_t(nall), 0.0);
+  o.force = sb.force.data();
+  if (out->atom_virial) {
+    sb.atom_virial.assign(9 * size_t(nall), 0.0);
+    o.atom_virial = sb.atom_virial.data();
+  }
+  compute_listed(m, &self, &o);
+  out->energy = o.energy;
+  std::copy(o.virial, o.virial + 9, out->virial);
+  std::fill(out->force, out->force + 3 * size_t(nloc), 0.0);
+  if (out->atom_virial) std::fill(out->atom_virial, out->atom_virial + 9 * size_t(nloc), 0.0);
+  for (int i = 0; i < nall; ++i) {
+    const int o_i = sb.img.mapping[i];
+    for (int d = 0; d < 3; ++d) out->force[3 * o_i + d] += sb.force[3 * size_t(i) + d];
+    if (out->atom_virial)
+      for (int c = 0; c < 9; ++c) out->atom_virial[9 * o_i + c] += sb.atom_virial[9 * size_t(i) + c];
+  }
+}
+
+}  // namespace
+
+extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
+  dpmd::set_error("");
+  try {
+    if (!m || !in || !out) throw std::runtime_error("null argument to dpmd_compute");
+    if (in->size < offsetof(dpmd_input, mapping) || out->size < sizeof(dpmd_output))
+      throw std::runtime_error("dpmd_input.size / dpmd_output.size not set: initialise them with "
+                               "DPMD_INPUT_INIT / DPMD_OUTPUT_INIT (C API " + std::to_string(DPMD_C_API_VERSION) + ")");
+    if (in->ilist)
+      compute_listed(m, in, out);
+    else
+      compute_self(m, in, out);
     return 0;
   } catch (const std::exception& e) {
     dpmd::set_error(e.what());

@@ -9,6 +9,7 @@
 
 #include "dpmd/backend.h"
 #include "dpmd_c.h"
+#include "neighbor.h"
 #include "pool.h"
 
 namespace dpmd {
@@ -27,6 +28,15 @@ struct ModelInfo {
   int exchange_width = 0;  // widest exchanged row (columns)
   bool blocked = false;  // takes per-type neighbor blocks (BackendInput::widths)
   std::string precision = "float64";
+};
+
+// What the core builds when the engine gives no neighbor list (compute.cc: compute_self).
+struct SelfBuilt {
+  Images img;
+  NeighborList nl;
+  std::vector<int> ilist, numneigh;
+  std::vector<const int*> firstneigh;
+  std::vector<double> force, atom_virial;
 };
 
 // One worker's buffers: the backend input of one chunk and what the worker adds up.
@@ -58,6 +68,7 @@ struct dpmd_model {
   dpmd_exchange own_exchange{};  // the core's in-process exchange over `mapping`
   std::vector<int> row_start, row_count, kept;
   std::vector<dpmd::Scratch> scratch;  // one per worker
+  dpmd::SelfBuilt self;                // images and neighbors when the engine gives none
   std::unique_ptr<dpmd::WorkerPool> pool;
   int chunk = 0;
   int threads = 1;  // workers: chunks run concurrently, each backend call on one thread
