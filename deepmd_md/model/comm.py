@@ -7,8 +7,9 @@ Between layers the descriptor calls `comm(g_local)` to get the extended rows bac
 - in one process (training, Python inference, one LAMMPS rank) a ghost's row is its owner's
   row: a gather by `mapping` (`MappingExchange`); autodiff of the gather sums ghost gradients
   back onto the owners, which is exactly the reverse exchange;
-- across MPI ranks the engine supplies an object with the same call (issue 13): forward
-  exchange of ghost rows between layers, reverse sum of their gradients on the way back.
+- in a frozen model it is the op dpmd::ghost_exchange (backends/torch/ops.py), which an engine
+  answers across MPI ranks: forward exchange of ghost rows between layers, reverse sum of their
+  gradients on the way back (docs/core_contract.md).
 
 No descriptor knows which one it got.
 """
