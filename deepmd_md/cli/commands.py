@@ -166,6 +166,12 @@ def neighbor_stat(args) -> int:
     return 0
 
 
+def export_gromacs(args) -> int:
+    from deepmd_md.gromacs import cli
+
+    return cli(args)
+
+
 def doc_train_input(args) -> int:
     from deepmd_md.config import make_doc
 

@@ -1,4 +1,4 @@
-"""`dpmd`: train, freeze, test, show, neighbor-stat, doc-train-input.
+"""`dpmd`: train, freeze, test, show, neighbor-stat, export-gromacs, doc-train-input.
 
 Errors caused by input (DPMDError) print one line `dpmd: error: ...` and exit 1, never a traceback.
 """
@@ -46,6 +46,26 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("-s", "--system", required=True, nargs="+")
     n.add_argument("-r", "--rcut", type=float, required=True)
     n.add_argument("-t", "--type-map", nargs="+", required=True)
+
+    x = sub.add_parser("export-gromacs", help="write a TorchScript .pt for GROMACS NNPot and print its "
+                       "nnpot-* MDP lines (docs/gromacs.md)")
+    x.add_argument("model", help="frozen model (.pth, .pt2, .dp) or checkpoint")
+    x.add_argument("-o", "--output", default="model.pt", help="the .pt GROMACS loads (nnpot-modelfile)")
+    x.add_argument("-n", "--index", help="index file (.ndx) holding --group")
+    x.add_argument("-g", "--group", help="index group of the NN atoms (nnpot-input-group)")
+    x.add_argument("-p", "--topology", help="topology (.top): the group's elements (atomtypes at.num) "
+                   "and charges")
+    x.add_argument("-c", "--structure", help="structure (.gro): the group's elements from atom names, "
+                   "when no --topology")
+    bc = x.add_mutually_exclusive_group()
+    bc.add_argument("--no-pbc", action="store_true", help="open boundaries (pbc = no): inputs "
+                    "atom-positions, atom-numbers only")
+    bc.add_argument("--pair-list", action="store_true", help="take GROMACS' pair list "
+                    "(atom-pairs, pair-shifts, nnpot-pair-cutoff) instead of the box")
+    x.add_argument("--pair-buffer", type=float, default=0.1, help="nm added to rcut for "
+                   "nnpot-pair-cutoff (default 0.1)")
+    x.add_argument("--fparam", type=float, nargs="+", help="frame parameters of the model")
+    x.add_argument("--aparam", type=float, nargs="+", help="atomic parameters, the same for every atom")
 
     sub.add_parser("doc-train-input", help="print the input.json reference (markdown)")
     return p
