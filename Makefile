@@ -34,8 +34,13 @@ quickstart: install
 	  -log ../../../$(QS)/log.lammps
 	@echo "model: $(abspath $(QS))/frozen_model.pth  (training curve: $(QS)/se_e2_a/lcurve.out, MD log: $(QS)/log.lammps)"
 
+# tests/gromacs need GROMACS with NNPot: tools/gromacs/build.sh builds it once (~10 min on 2 cores,
+# cached in ~/.cache/gromacs-nnpot); when it cannot build, those tests skip and say why.
 test: install
-	$(PY) -m pytest -q tests
+	@mkdir -p build; gmx=$$(bash tools/gromacs/build.sh 2>build/gromacs-build.err | tail -n 1); \
+	if [ -x "$$gmx" ]; then echo "GROMACS with NNPot: $$gmx"; else gmx=none; \
+	  echo "GROMACS with NNPot did not build (tests/gromacs will skip): $$(tail -n 3 build/gromacs-build.err)"; fi; \
+	DPMD_MD_GMX=$$gmx $(PY) -m pytest -q tests
 
 lint: install
 	$(BIN)/ruff check deepmd_md tests benchmarks

@@ -106,14 +106,15 @@ def read_xvg(path) -> tuple[list[str], np.ndarray]:
     names, rows = [], []
     for line in Path(path).read_text().splitlines():
         if line.startswith("@ s") and " legend " in line:
-            names.append(line.split('"')[1])
+            names.append(line.split('"')[1].replace(" ", "-"))
         elif line and line[0] not in "#@":
             rows.append([float(v) for v in line.split()])
     return names, np.array(rows)
 
 
-def energies(gmx, edr, cwd, env, terms=("NN-Potential", "Potential", "Conserved-En.")) -> dict:
-    """Energy terms of an .edr by `gmx energy` (time series, kJ/mol)."""
+def energies(gmx, edr, cwd, env, terms=("NN-Potential", "Potential", "Total-Energy", "Conserved-En.")) -> dict:
+    """Energy terms of an .edr by `gmx energy` (time series, kJ/mol; names with "-" for " ", as
+    gmx energy lists them; a term the run lacks, e.g. Conserved-En. without a thermostat, is absent)."""
     run([gmx, "energy", "-f", edr, "-o", "energy.xvg"], cwd, env, stdin="\n".join(terms) + "\n\n")
     names, data = read_xvg(Path(cwd) / "energy.xvg")
     return {"time": data[:, 0]} | {n: data[:, i + 1] for i, n in enumerate(names)}
