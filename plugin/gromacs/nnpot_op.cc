@@ -17,6 +17,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -161,9 +162,35 @@ std::string materialise(const at::Tensor& blob, const std::string& key, const st
        "); set DPMD_MD_GROMACS_CACHE to a writable folder");
 }
 
+// GROMACS' own reference BLAS (built when no external BLAS is configured) exports dgemm_ and
+// sgemm_ from libgromacs, which the executable loads before libtorch_cpu: torch's matrix products
+// then resolve to it (measured: model calls ~2x slower). Say so once, with the remedy.
+void check_blas() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* torch = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+    if (!torch) return;
+    for (const char* sym : {"dgemm_", "sgemm_"}) {
+      void* own = dlsym(torch, sym);
+      void* bound = dlsym(RTLD_DEFAULT, sym);
+      Dl_info oi{}, bi{};
+      if (!own || !bound || own == bound || !dladdr(bound, &bi) || !dladdr(own, &oi) || !bi.dli_fname) continue;
+      std::string dir = oi.dli_fname ? oi.dli_fname : "libtorch_cpu.so";
+      std::fprintf(stderr,
+                   "deepmd_md: warning: torch's matrix products (%s) resolve to %s, not to libtorch_cpu.so: a "
+                   "reference BLAS serves the model (about 2x slower). Run mdrun with LD_PRELOAD=%s, or build "
+                   "GROMACS with -DGMX_EXTERNAL_BLAS=ON -DGMX_EXTERNAL_LAPACK=ON (docs/gromacs.md).\n",
+                   sym, bi.dli_fname, dir.c_str());
+      break;
+    }
+    dlclose(torch);
+  });
+}
+
 Entry& get_model(const at::Tensor& blob, const std::string& key, const std::string& suffix) {
   auto it = g_models.find(key);
   if (it != g_models.end()) return *it->second;
+  check_blas();
   auto e = std::make_unique<Entry>();
   e->path = materialise(blob, key, suffix);
   e->model = dpmd_model_load(e->path.c_str());

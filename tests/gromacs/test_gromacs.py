@@ -211,3 +211,26 @@ def test_bad_input(gmx, gmx_env, models, tmp_path, op_lib):
     text = fatal(p)
     assert "/nonexistent/deepmd_md/lib/libdpmd_gromacs.so" in text
     assert "dpmd_gmx::evaluate" in text
+
+
+def test_blas_capture_reported(gmx, gmx_env, models, tmp_path):
+    """A GROMACS with its built-in BLAS (the default build, tools/gromacs/build.sh's) exports
+    dgemm_/sgemm_ before libtorch_cpu, so torch's matrix products run on that reference BLAS: the
+    op says so once with the remedy, and the remedy (LD_PRELOAD of libtorch_cpu.so) removes the
+    warning and changes no energy beyond float32 rounding."""
+    import re
+
+    cwd = setup_case(tmp_path, "water")
+    r = export(models("se"), cwd / "model.pt")
+    grompp(gmx, gmx_env, cwd, mdp(nn_lines("model.pt", "NN", r["inputs"]), nsteps=4, gen_vel=True))
+    p = mdrun(gmx, gmx_env, cwd)
+    warn = [ln for ln in p.stderr.splitlines() if ln.startswith("deepmd_md: warning: torch's matrix products")]
+    if not warn:
+        pytest.skip("this GROMACS does not capture torch's BLAS (built with an external BLAS)")
+    assert len(warn) == 1
+    preload = re.search(r"LD_PRELOAD=(\S+libtorch_cpu\.so)", warn[0]).group(1)
+    e1 = energies(gmx, "nn.edr", cwd, gmx_env)["NN-Potential"]
+    p = mdrun(gmx, dict(gmx_env, LD_PRELOAD=preload), cwd)
+    assert "deepmd_md: warning" not in p.stderr
+    e2 = energies(gmx, "nn.edr", cwd, gmx_env)["NN-Potential"]
+    np.testing.assert_allclose(e2, e1, rtol=1e-6)
