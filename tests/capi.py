@@ -21,7 +21,7 @@ class Input(ctypes.Structure):
                 ("coord", DP), ("atype", IP), ("inum", ctypes.c_int), ("ilist", IP),
                 ("numneigh", IP), ("firstneigh", ctypes.POINTER(IP)), ("box", DP),
                 ("fparam", DP), ("aparam", DP), ("mapping", IP),
-                ("exchange", ctypes.POINTER(Exchange))]
+                ("exchange", ctypes.POINTER(Exchange)), ("ghost_cutoff", ctypes.c_double)]
 
     def __init__(self, *args, **kw):  # size defaults to sizeof (DPMD_INPUT_INIT)
         if not args and "size" not in kw:
@@ -54,4 +54,6 @@ def load_core():
     for name in ("dpmd_model_message_passing", "dpmd_model_exchange_width",
                  "dpmd_model_supports_exchange"):
         getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.dpmd_model_receptive_field.argtypes = [ctypes.c_void_p]
+    lib.dpmd_model_receptive_field.restype = ctypes.c_double
     return lib

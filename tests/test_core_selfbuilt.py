@@ -3,7 +3,9 @@ neighbor list itself and, given a box and no ghosts, the periodic images too, fo
 forces back (what an engine that passes only its atoms and the box, e.g. GROMACS or sander,
 gets). Energies, forces, virials and per-atom values equal Python's DeepPot, which builds its
 images and lists in deepmd_md/data/neighbor.py: typed, mixed-type and message-passing models,
-orthorhombic, triclinic and open boundaries; unwrapped coordinates give the same answer."""
+orthorhombic, triclinic and open boundaries; unwrapped coordinates give the same answer.
+Also the widened ghost shell: a message-passing model whose engine gives ghosts out to the
+receptive field but no exchange and no mapping."""
 
 from __future__ import annotations
 
@@ -77,3 +79,47 @@ def test_matches_deeppot(frozen, box_name):
         assert abs(e2 - e) <= TOL * scale
         np.testing.assert_allclose(f2, f, rtol=0, atol=TOL * scale)
         np.testing.assert_allclose(v2, v, rtol=0, atol=TOL * scale)
+
+
+def test_widened_ghost_shell(tmp_path):
+    """Ghosts out to the receptive field, no exchange, no mapping: every atom is evaluated and
+    only the local atoms' energies count; DeepPot's numbers. Ghosts short of the field: one
+    clear error naming dpmd_input.ghost_cutoff."""
+    from deepmd_md.backends.torch.freeze import freeze_pth
+    from deepmd_md.data.neighbor import extend_coord
+    from deepmd_md.infer.deep_pot import DeepPot
+
+    path = tmp_path / "m.pth"
+    freeze_pth(make_model(desc=tiny_descriptors()["dpa2:small"]), str(path))
+    model = LIB.dpmd_model_load(str(path).encode())
+    assert model, LIB.dpmd_last_error().decode()
+    try:
+        field = LIB.dpmd_model_receptive_field(model)
+        coord, atype, box = random_frames(10, ORTHO_BOX, seed=8)
+        ext, eatype, mapping, _ = extend_coord(coord, atype, box, field + 0.5)
+        nall = ext.shape[1]
+        x = np.ascontiguousarray(ext[0], dtype=np.float64)
+        t = np.ascontiguousarray(eatype[0], dtype=np.int32)
+        force, ae = np.zeros((nall, 3)), np.zeros(10)
+
+        def call(reach):
+            inp = Input(nloc=10, nghost=nall - 10, coord=x.ctypes.data_as(DP),
+                        atype=t.ctypes.data_as(IP), ghost_cutoff=reach)
+            out = Output(force=force.ctypes.data_as(DP), atom_energy=ae.ctypes.data_as(DP))
+            rc = LIB.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out))
+            return rc, out, LIB.dpmd_last_error().decode()
+
+        rc, _, err = call(field - 1.0)
+        assert rc != 0 and "dpmd_input.ghost_cutoff" in err and "dpmd_input.exchange" in err, err
+        rc, out, err = call(field + 0.5)
+        assert rc == 0, err
+        e, f, v, rae, _ = DeepPot(str(path)).eval(coord.reshape(1, -1), box, atype[0], atomic=True)
+        folded = np.zeros((10, 3))
+        np.add.at(folded, mapping[0], force)
+        scale = max(1.0, abs(float(e.ravel()[0])), float(np.abs(f).max()))
+        assert abs(out.energy - float(e.ravel()[0])) <= TOL * scale
+        np.testing.assert_allclose(folded, f.reshape(-1, 3), rtol=0, atol=TOL * scale)
+        np.testing.assert_allclose(np.array(out.virial[:]), v.reshape(9), rtol=0, atol=TOL * scale)
+        np.testing.assert_allclose(ae, np.asarray(rae).reshape(-1), rtol=0, atol=TOL * scale)
+    finally:
+        LIB.dpmd_model_free(model)

@@ -172,10 +172,10 @@ def frozen_lower(tmp_path_factory):
 
 def _run_lower(pkg, ext, eatype, nlist, mapping, comm=False):
     """The package on forward_lower's inputs; comm (message-passing packages): handle 0, the
-    in-process exchange by mapping."""
+    in-process exchange by mapping, and unit atom weights."""
     args = [torch.tensor(np.ascontiguousarray(a)) for a in (ext, eatype, nlist, mapping)]
     if comm:
-        args.append(torch.zeros(1, dtype=torch.int64))
+        args += [torch.zeros(1, dtype=torch.int64), torch.ones(1, nlist.shape[1], dtype=torch.float64)]
     return [o.detach().numpy() for o in pkg(*args)]
 
 

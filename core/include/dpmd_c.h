@@ -71,6 +71,9 @@ int dpmd_model_exchange_width(const dpmd_model* model);
 /* 1 if the model can run across domains through dpmd_input.exchange (message-passing models
  * frozen with the exchange op; models that pass no messages need none) */
 int dpmd_model_supports_exchange(const dpmd_model* model);
+/* how far an atom's energy depends on other atoms (Angstrom): rcut x layers for message-passing
+ * models, rcut for others */
+double dpmd_model_receptive_field(const dpmd_model* model);
 const char* dpmd_model_precision(const dpmd_model* model); /* "float64", "float32" */
 
 /* Engine type -> model type mapping: atype values passed to dpmd_compute
@@ -120,6 +123,12 @@ typedef struct {
    * models need it or mapping (exchange wins when both are given): with it,
    * ghosts may be owned by other ranks and need only reach rcut. */
   const dpmd_exchange* exchange;
+  /* How far the engine's ghost atoms reach beyond its local atoms (Angstrom), or 0 when not
+   * known.  A message-passing model given neither exchange nor mapping runs when this is at
+   * least dpmd_model_receptive_field(): the core then evaluates local and ghost atoms alike
+   * and counts only the local atoms' energies (the ghost shell replaces the exchange); below
+   * it the call fails, naming what to set. */
+  double ghost_cutoff;
 } dpmd_input;
 
 #define DPMD_INPUT_INIT {sizeof(dpmd_input)}

@@ -3,6 +3,7 @@
 // engine; chunks run concurrently on the model's workers, one backend call per thread.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -317,6 +318,10 @@ void compute_listed(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
       bi.aparam = info.dim_aparam > 0 ? in->aparam : nullptr;
       bi.mapping = m->mapping.empty() ? nullptr : m->mapping.data();
       bi.exchange = exchange;
+      if (info.weighted && exchange) {  // the package takes atom_weight: ones unless widened
+        if (m->weight.empty()) m->ones.assign(nloc, 1.0);
+        bi.atom_weight = m->weight.empty() ? m->ones.data() : m->weight.data();
+      }
       dpmd::BackendOutput bo;
       bo.force = out->force;
       bo.atom_energy = out->atom_energy;
@@ -439,6 +444,54 @@ void compute_self(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
   }
 }
 
+// A message-passing model with neither exchange nor mapping: when the engine's ghosts reach the
+// receptive field, every atom is evaluated as if local (the core lists the ghosts' neighbors
+// too) and only the local atoms' energies count (atom_weight); their features near the shell's
+// edge are wrong but never reach a local atom.
+bool widened_shell(const dpmd_model* m, const dpmd_input* in) {
+  const bool has_ex = in->size >= offsetof(dpmd_input, exchange) + sizeof(in->exchange) && in->exchange;
+  if (!m->info.message_passing || has_ex || in->mapping || in->nghost == 0) return false;
+  const double reach =
+      in->size >= offsetof(dpmd_input, ghost_cutoff) + sizeof(double) ? in->ghost_cutoff : 0.0;
+  const double field = m->info.receptive_field;
+  if (m->info.exchange_op && m->info.weighted && reach >= field && m->info.dim_aparam == 0) return true;
+  char field_s[32];
+  std::snprintf(field_s, sizeof(field_s), "%.4g", field);
+  throw std::runtime_error(
+      std::string("this model passes messages between atoms (metadata message_passing: true): the engine must "
+                  "give dpmd_input.exchange (ghost features exchanged between domains), or in one domain "
+                  "dpmd_input.mapping (the owner of every ghost), or ghosts out to the model's receptive field (") +
+      field_s + " A) with dpmd_input.ghost_cutoff set to their reach" +
+      (m->info.weighted ? "" : " (this model was frozen before that fallback: freeze it again)"));
+}
+
+void compute_widened(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
+  const int nloc = in->nloc, nall = in->nloc + in->nghost;
+  dpmd_input w = *in;
+  w.size = sizeof(dpmd_input);
+  w.nloc = nall;
+  w.nghost = 0;
+  w.ilist = nullptr;  // the core lists every atom's neighbors
+  w.box = nullptr;    // the ghosts are the images: build none
+  w.mapping = nullptr;
+  w.exchange = nullptr;
+  m->weight.assign(nall, 0.0);
+  std::fill(m->weight.begin(), m->weight.begin() + nloc, 1.0);
+  std::vector<double> ae(out->atom_energy ? nall : 0);
+  dpmd_output o = *out;
+  o.atom_energy = out->atom_energy ? ae.data() : nullptr;
+  try {
+    compute_self(m, &w, &o);
+  } catch (...) {
+    m->weight.clear();
+    throw;
+  }
+  m->weight.clear();
+  out->energy = o.energy;
+  std::copy(o.virial, o.virial + 9, out->virial);
+  if (out->atom_energy) std::copy(ae.begin(), ae.begin() + nloc, out->atom_energy);
+}
+
 }  // namespace
 
 extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
@@ -448,7 +501,9 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
     if (in->size < offsetof(dpmd_input, mapping) || out->size < sizeof(dpmd_output))
       throw std::runtime_error("dpmd_input.size / dpmd_output.size not set: initialise them with "
                                "DPMD_INPUT_INIT / DPMD_OUTPUT_INIT (C API " + std::to_string(DPMD_C_API_VERSION) + ")");
-    if (in->ilist)
+    if (widened_shell(m, in))
+      compute_widened(m, in, out);
+    else if (in->ilist)
       compute_listed(m, in, out);
     else
       compute_self(m, in, out);

@@ -66,7 +66,11 @@ ModelInfo parse_metadata(const std::string& text) {
     const Value& w = ex.at("widths");
     if (w.kind != Value::Array) throw std::runtime_error("metadata: exchange.widths must be a list");
     for (auto& x : w.arr) m.exchange_width = std::max(m.exchange_width, int(x.as_number("exchange.widths")));
+    m.weighted = ex.has("weighted") && ex.at("weighted").kind == Value::Bool && ex.at("weighted").b;
   }
+  m.receptive_field = m.rcut;
+  if (v.has("receptive_field") && v.at("receptive_field").kind == Value::Number)
+    m.receptive_field = std::max(m.rcut, v.at("receptive_field").num);
   if (m.blocked && m.sel.size() != m.type_map.size())
     throw std::runtime_error("metadata: a blocked model needs one 'sel' entry per type");
   if (v.has("precision") && v.at("precision").kind == Value::String) m.precision = v.at("precision").str;
@@ -254,6 +258,7 @@ int dpmd_model_dim_fparam(const dpmd_model* m) { return m ? m->info.dim_fparam :
 int dpmd_model_dim_aparam(const dpmd_model* m) { return m ? m->info.dim_aparam : 0; }
 int dpmd_model_message_passing(const dpmd_model* m) { return m ? int(m->info.message_passing) : 0; }
 int dpmd_model_exchange_width(const dpmd_model* m) { return m ? m->info.exchange_width : 0; }
+double dpmd_model_receptive_field(const dpmd_model* m) { return m ? m->info.receptive_field : 0.0; }
 int dpmd_model_supports_exchange(const dpmd_model* m) {
   return m ? int(!m->info.message_passing || m->info.exchange_op) : 0;
 }

@@ -26,6 +26,8 @@ struct ModelInfo {
   // frozen with dpmd::ghost_exchange: runs across domains through dpmd_input.exchange
   bool exchange_op = false;
   int exchange_width = 0;  // widest exchanged row (columns)
+  bool weighted = false;   // forward_lower takes atom_weight (widened ghost shells)
+  double receptive_field = 0.0;
   bool blocked = false;  // takes per-type neighbor blocks (BackendInput::widths)
   std::string precision = "float64";
 };
@@ -69,6 +71,8 @@ struct dpmd_model {
   std::vector<int> row_start, row_count, kept;
   std::vector<dpmd::Scratch> scratch;  // one per worker
   dpmd::SelfBuilt self;                // images and neighbors when the engine gives none
+  std::vector<double> weight;          // widened ghost shell: 1 for local atoms, 0 for ghosts
+  std::vector<double> ones;            // atom_weight of every other call of a weighted model
   std::unique_ptr<dpmd::WorkerPool> pool;
   int chunk = 0;
   int threads = 1;  // workers: chunks run concurrently, each backend call on one thread

@@ -32,6 +32,7 @@ void copy_out(const at::Tensor& t, double* dst, int64_t n, const char* what) {
 struct Inputs {
   at::Tensor coord, atype, nlist, mapping, fparam, aparam;
   at::Tensor comm;  // [1] int64: address of the dpmd_exchange (message passing), else undefined
+  at::Tensor weight;  // [1, nloc] f64 atom weights (weighted message-passing models)
   std::vector<at::Tensor> nlists, center;  // blocked inputs (BackendInput::widths)
 };
 
@@ -57,6 +58,7 @@ Inputs make_inputs(const dpmd::BackendInput& in) {
       // the op then ignores mapping; any owner fills the input
       if (!r.mapping.defined()) r.mapping = at::arange(in.nall, iopt).remainder(in.nloc).reshape({1, in.nall});
     }
+    if (in.atom_weight) r.weight = torch::from_blob(const_cast<double*>(in.atom_weight), {1, in.nloc}, dopt);
   }
   if (in.fparam) r.fparam = torch::from_blob(const_cast<double*>(in.fparam), {1, in.dim_fparam}, dopt);
   if (in.aparam) r.aparam = torch::from_blob(const_cast<double*>(in.aparam), {1, in.nloc, in.dim_aparam}, dopt);
@@ -99,7 +101,9 @@ class TorchScriptBackend : public dpmd::Backend {
       args.emplace_back(t.aparam.defined() ? c10::IValue(t.aparam) : c10::IValue());
     }
     args.emplace_back(in.atomic_virial);
-    if (t.comm.defined()) args.emplace_back(t.comm);  // forward_lower(..., do_atomic_virial, comm)
+    // forward_lower(..., do_atomic_virial, comm, atom_weight)
+    if (t.comm.defined() || t.weight.defined()) args.emplace_back(t.comm.defined() ? c10::IValue(t.comm) : c10::IValue());
+    if (t.weight.defined()) args.emplace_back(t.weight);
     auto res = module_.get_method(in.widths ? "forward_blocked" : "forward_lower")(std::move(args));
     auto d = res.toGenericDict();
     auto get = [&](const char* k) -> at::Tensor {
@@ -163,6 +167,7 @@ class AOTIBackend : public dpmd::Backend {
                                                .remainder(in.nloc)
                                                .reshape({1, in.nall}));
       if (t.comm.defined()) args.push_back(t.comm);
+      if (t.weight.defined()) args.push_back(t.weight);
     }
     if (t.fparam.defined()) args.push_back(t.fparam);
     if (t.aparam.defined()) args.push_back(t.aparam);

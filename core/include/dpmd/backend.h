@@ -32,6 +32,9 @@ struct BackendInput {
   // Message-passing models frozen with dpmd::ghost_exchange: the exchange their op calls
   // (the engine's, or the core's over mapping); its address is the op's `handle` input.
   const dpmd_exchange* exchange = nullptr;
+  // Weighted message-passing models (metadata exchange.weighted): energy = sum over local atoms
+  // of atom_weight x atom energy, forces its gradient (nloc values; null = all ones).
+  const double* atom_weight = nullptr;
   // Blocked neighbors (models whose metadata says "blocked": true), else null: nlist then
   // holds ntypes blocks one after another, block t [nloc, widths[t]] with the type-t
   // neighbors inside rcut (the nearest sel[t] when there are more), -1 padded; center_idx

@@ -11,7 +11,8 @@ coord [1, nall, 3] f64, atype [1, nall] i64, then
   core's padded rows), mapping [1, nall] i64 (owner < nloc of each extended atom; other
   models ignore it), and for message-passing models comm [1] i64 (the handle of
   dpmd::ghost_exchange: 0 = ghosts take their owners' features by mapping, else the address
-  of the engine's dpmd_exchange, docs/core_contract.md);
+  of the engine's dpmd_exchange, docs/core_contract.md) and atom_weight [1, nloc] f64 (energy =
+  sum of weight x atom energy; ones unless the engine widened its ghost shell instead);
 outputs (atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
 extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`,
 the model section (config) under `deepmd_md.config` (Python's DeepPot reads it).
@@ -32,8 +33,8 @@ import torch
 
 from deepmd_md.backends.torch.adapter import asarray
 from deepmd_md.backends.torch.freeze import metadata
-from deepmd_md.backends.torch.ops import OpExchange
 from deepmd_md.backends.torch.fx_rewrite import fast_tanh
+from deepmd_md.backends.torch.ops import OpExchange
 from deepmd_md.model.model import (
     atomic_outputs,
     atomic_outputs_blocked,
@@ -59,33 +60,36 @@ def _blocked_fn(data: dict):
     return fn
 
 
-def _derive(x, ae):
-    """(atom_energy, energy, extended_force, virial, extended_virial) from ae [nf, nloc]."""
+def _derive(x, ae, weight=None):
+    """(atom_energy, energy, extended_force, virial, extended_virial) from ae [nf, nloc];
+    weight [nf, nloc]: energy = sum of weight x ae, forces its gradient."""
     ae = ae.to(torch.float64)
-    (g,) = torch.autograd.grad(ae.sum(), [x])
+    we = ae if weight is None else ae * weight
+    (g,) = torch.autograd.grad(we.sum(), [x])
     force = -g
     av = x.unsqueeze(-1) * force.unsqueeze(-2)
     nf = x.shape[0]
-    return (ae, ae.sum(-1), force, av.sum(1).reshape(nf, 9), av.reshape(nf, -1, 9))
+    return (ae, we.sum(-1), force, av.sum(1).reshape(nf, 9), av.reshape(nf, -1, 9))
 
 
 def _lower_fn(data: dict):
-    """(coord, atype, nlist, mapping[, comm]) -> the five outputs: forward_lower on a raw list
-    (comm, message-passing models only: [1] int64 handle of dpmd::ghost_exchange)."""
+    """(coord, atype, nlist, mapping[, comm, atom_weight]) -> the five outputs: forward_lower
+    on a raw list (message-passing models only: comm [1] int64, the handle of
+    dpmd::ghost_exchange; atom_weight [1, nloc] f64, as FrozenModel.forward_lower's)."""
     cfg = data["config"]
     params, buffers = asarray(data["params"]), asarray(data["buffers"])
     # format_nlist needs >= max(sel) columns: pad by that many always (a branch on the width
     # would fix it to the example's value)
     pad_width = max(sel_of(cfg))
 
-    def fn(coord, atype, nlist, mapping, *comm):
+    def fn(coord, atype, nlist, mapping, *mp):
         x = coord.detach().requires_grad_(True)
         pad = torch.full((nlist.shape[0], nlist.shape[1], pad_width), -1, dtype=nlist.dtype)
         nl = torch.cat([nlist, pad], dim=2)
-        exchange = OpExchange(mapping, comm[0]) if comm else None
+        exchange = OpExchange(mapping, mp[0]) if mp else None
         ae = atomic_outputs(cfg, params, buffers, x, atype, nl, raw_nlist=True,
                             mapping=mapping, comm=exchange)["energy"]
-        return _derive(x, ae)
+        return _derive(x, ae, mp[1] if mp else None)
 
     return fn
 
@@ -183,8 +187,9 @@ def freeze_pt2(data: dict, path: str) -> None:
         dims = {"nall": (0, 1), "nloc": (2, 1), "nnei": (2, 2), "nall (mapping)": (3, 1)}
         dyn += [{1: dloc, 2: torch.export.Dim("nnei", min=0)}, {1: dall}]
         if message_passing_of(data["config"]):
-            inputs += (torch.zeros(1, dtype=torch.int64),)
-            dyn += [None]
+            inputs += (torch.zeros(1, dtype=torch.int64), torch.ones(1, nloc, dtype=torch.float64))
+            dims["nloc (atom_weight)"] = (5, 1)
+            dyn += [None, {1: dloc}]
     with _symbolic_friendly():
         gm = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
     _check_not_specialised(gm, dims)
@@ -231,6 +236,6 @@ def eval_pt2(pkg, config: dict, ext_coord, ext_atype, nlist, mapping) -> dict:
     else:
         t += [torch.as_tensor(np.ascontiguousarray(x)) for x in (nlist, mapping)]
         if message_passing_of(config):
-            t.append(torch.zeros(1, dtype=torch.int64))
+            t += [torch.zeros(1, dtype=torch.int64), torch.ones(1, nloc, dtype=torch.float64)]
     out = pkg(*t)
     return {"atom_energy": out[0].numpy(), "extended_force": out[2].numpy()}

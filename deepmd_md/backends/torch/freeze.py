@@ -23,6 +23,7 @@ from deepmd_md.model.model import (
     OUTPUTS,
     atomic_outputs,
     atomic_outputs_blocked,
+    descriptor_kind,
     message_passing_of,
     mixed_of,
     model_dtype,
@@ -41,7 +42,10 @@ def metadata(data: dict) -> dict:
     cfg = data["config"]
     extra = {}
     if message_passing_of(cfg):
-        extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": exchange_widths(data)}
+        # weighted: forward_lower takes atom_weight (the engine's widened-ghost-shell fallback)
+        extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": exchange_widths(data),
+                             "weighted": True}
+        extra["receptive_field"] = float(descriptor_kind(cfg).receptive_field(cfg["descriptor"]))
     return extra | {
         "format": PTH_FORMAT, "version": PTH_VERSION, "type_map": list(cfg["type_map"]),
         "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
@@ -127,9 +131,12 @@ class FrozenModel(torch.nn.Module):
                       fparam: torch.Tensor | None = None,
                       aparam: torch.Tensor | None = None,
                       do_atomic_virial: bool = False,
-                      comm: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                      comm: torch.Tensor | None = None,
+                      atom_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """comm: message-passing models' ghost exchange handle ([1] int64, the address of the
-        engine's dpmd_exchange; None: ghosts take their owners' features by mapping)."""
+        engine's dpmd_exchange; None: ghosts take their owners' features by mapping).
+        atom_weight [nf, nloc]: energy = sum of weight x atom energy (and forces its gradient);
+        an engine without an exchange passes 0 for the atoms of its widened ghost shell."""
         nf, nloc = nlist.shape[0], nlist.shape[1]
         if nlist.shape[2] < self.min_width:  # the traced selection needs >= max(sel) columns
             pad = torch.full([nf, nloc, self.min_width - nlist.shape[2]], -1,
@@ -146,16 +153,17 @@ class FrozenModel(torch.nn.Module):
             comm = torch.zeros([1], dtype=torch.int64, device=nlist.device)
         coord = extended_coord.detach().to(torch.float64).requires_grad_(True)
         ae = self.atom_energy(coord, extended_atype, nlist, mapping, comm).to(torch.float64)
-        return self._derive(coord, ae, do_atomic_virial)
+        return self._derive(coord, ae, do_atomic_virial, atom_weight)
 
-    def _derive(self, coord: torch.Tensor, ae: torch.Tensor,
-                do_atomic_virial: bool) -> dict[str, torch.Tensor]:
+    def _derive(self, coord: torch.Tensor, ae: torch.Tensor, do_atomic_virial: bool,
+                atom_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         nf = coord.shape[0]
-        grad = torch.autograd.grad([ae.sum()], [coord])[0]
+        we = ae if atom_weight is None else ae * atom_weight.to(ae.dtype)
+        grad = torch.autograd.grad([we.sum()], [coord])[0]
         assert grad is not None
         force = -grad
         atom_virial = coord.unsqueeze(-1) * force.unsqueeze(-2)  # r_a F_b per atom
-        out = {"atom_energy": ae.detach(), "energy": ae.detach().sum(-1),
+        out = {"atom_energy": ae.detach(), "energy": we.detach().sum(-1),
                "extended_force": force.detach(),
                "virial": atom_virial.sum(1).reshape(nf, 9).detach()}
         if do_atomic_virial:
@@ -201,7 +209,8 @@ class FrozenModel(torch.nn.Module):
                 do_atomic_virial: bool = False) -> dict[str, torch.Tensor]:
         coord = coord.to(torch.float64)
         ext, ext_atype, mapping, nlist = self.extend(coord, atype, box)
-        lo = self.forward_lower(ext, ext_atype, nlist, mapping, fparam, aparam, True, None)
+        lo = self.forward_lower(ext, ext_atype, nlist, mapping, fparam, aparam, True, None,
+                                None)
         nf, nat = coord.shape[0], coord.shape[1]
         force = torch.zeros([nf, nat, 3], dtype=torch.float64, device=coord.device)
         av = torch.zeros([nf, nat, 9], dtype=torch.float64, device=coord.device)
