@@ -20,7 +20,6 @@ import re
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional  # noqa: UP035 (TorchScript)
 
 from deepmd_md.errors import ConfigError, ModelFileError
 
@@ -81,13 +80,13 @@ def _module_classes():
             self.fparam, self.aparam = [float(v) for v in fparam], [float(v) for v in aparam]
 
     # real types, not the strings of `from __future__ import annotations` (TorchScript reads them)
-    _Base.__annotations__ = {"key": str, "suffix": str, "fparam": List[float], "aparam": List[float]}
+    _Base.__annotations__ = {"key": str, "suffix": str, "fparam": list[float], "aparam": list[float]}
 
     class Periodic(_Base):
         """forward(atom-positions, atom-numbers, box, pbc) -> (energy kJ/mol, forces kJ/mol/nm)"""
 
-        def forward(self, atom_positions: Tensor, atom_numbers: Tensor, box: Optional[Tensor] = None,
-                    pbc: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        def forward(self, atom_positions: Tensor, atom_numbers: Tensor, box: Tensor | None = None,
+                    pbc: Tensor | None = None) -> tuple[Tensor, Tensor]:
             return torch.ops.dpmd_gmx.evaluate(self.model_file, self.key, self.suffix, "periodic",
                                                self.fparam, self.aparam, atom_positions, atom_numbers,
                                                box, pbc, None, None)
@@ -96,8 +95,8 @@ def _module_classes():
         """forward(atom-positions, atom-numbers, atom-pairs, pair-shifts) -> (energy, forces)"""
 
         def forward(self, atom_positions: Tensor, atom_numbers: Tensor,
-                    atom_pairs: Optional[Tensor] = None,
-                    pair_shifts: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                    atom_pairs: Tensor | None = None,
+                    pair_shifts: Tensor | None = None) -> tuple[Tensor, Tensor]:
             return torch.ops.dpmd_gmx.evaluate(self.model_file, self.key, self.suffix, "pairs",
                                                self.fparam, self.aparam, atom_positions, atom_numbers,
                                                None, None, atom_pairs, pair_shifts)
@@ -139,7 +138,8 @@ def model_info(path: str) -> dict:
     if not m:
         raise ModelFileError(lib.dpmd_last_error().decode())
     try:
-        return {"type_map": [lib.dpmd_model_type_name(m, t).decode() for t in range(lib.dpmd_model_ntypes(m))],
+        names = [lib.dpmd_model_type_name(m, t).decode() for t in range(lib.dpmd_model_ntypes(m))]
+        return {"type_map": names,
                 "rcut": lib.dpmd_model_rcut(m), "dim_fparam": lib.dpmd_model_dim_fparam(m),
                 "dim_aparam": lib.dpmd_model_dim_aparam(m),
                 "message_passing": bool(lib.dpmd_model_message_passing(m)),
@@ -234,7 +234,7 @@ def read_topology(path: str) -> list[dict]:
     moltypes: dict[str, list[dict]] = {}
     molecules: list[tuple[str, int]] = []
     section = mol = None
-    for s, n, f in lines:
+    for s, _n, _f in lines:
         m = re.fullmatch(r"\[\s*(\w+)\s*\]", s)
         if m:
             section = m.group(1).lower()
@@ -450,7 +450,7 @@ def mdp_text(r: dict) -> str:
            f"nnpot-modelfile          = {r['output']}",
            f"nnpot-input-group        = {r['group'] or 'NN  ; <- the index group of the NN atoms'}",
            "nnpot-embedding          = mechanical"]
-    out += [f"{'nnpot-model-input%d' % i:<25s}= {name}" for i, name in enumerate(r["inputs"], 1)]
+    out += [f"{f'nnpot-model-input{i}':<25s}= {name}" for i, name in enumerate(r["inputs"], 1)]
     if r["mode"] == "pairs":
         out.append(f"nnpot-pair-cutoff        = {r['pair_cutoff']:g}")
     notes = []

@@ -112,7 +112,8 @@ def read_xvg(path) -> tuple[list[str], np.ndarray]:
     return names, np.array(rows)
 
 
-def energies(gmx, edr, cwd, env, terms=("NN-Potential", "Potential", "Total-Energy", "Conserved-En.")) -> dict:
+def energies(gmx, edr, cwd, env,
+             terms=("NN-Potential", "Potential", "Total-Energy", "Conserved-En.")) -> dict:
     """Energy terms of an .edr by `gmx energy` (time series, kJ/mol; names with "-" for " ", as
     gmx energy lists them; a term the run lacks, e.g. Conserved-En. without a thermostat, is absent)."""
     run([gmx, "energy", "-f", edr, "-o", "energy.xvg"], cwd, env, stdin="\n".join(terms) + "\n\n")

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from gmx_helpers import EXAMPLES, KJ, KJ_NM, energies, mdp, nn_lines, read_gro, read_trr, run
 
+
 def setup_case(tmp: Path, example: str) -> Path:
     for f in ("conf.gro", "topol.top", "index.ndx"):
         shutil.copy(EXAMPLES / example / f, tmp / f)
@@ -54,40 +55,46 @@ def deeppot(model, x_nm, box_nm, names):
 
 
 def step0(gmx, env, cwd, model, mode_args=(), inputs=None, pair_cutoff=None, rlist=None):
-    """(NN energy at step 0 from gmx energy, forces of frame 0 from the trr, grompp output)."""
+    """(NN energy at step 0 from gmx energy, frame 0 of the trr (x, box, f: the positions GROMACS
+    used, wrapped into the box, and its forces), grompp output)."""
     out = Path(cwd) / "model.pt"
     r = export(model, out, *mode_args)
-    p = grompp(gmx, env, cwd, mdp(nn_lines("model.pt", "NN", r["inputs"], pair_cutoff), nsteps=0, rlist=rlist))
+    p = grompp(gmx, env, cwd, mdp(nn_lines("model.pt", "NN", r["inputs"], pair_cutoff), nsteps=0,
+                                  rlist=rlist))
     mdrun(gmx, env, cwd)
     e = energies(gmx, "nn.edr", cwd, env)
-    f = read_trr(Path(cwd) / "nn.trr")[0]["f"]
-    return e["NN-Potential"][0], f, p.stdout + p.stderr
+    return e["NN-Potential"][0], read_trr(Path(cwd) / "nn.trr")[0], p.stdout + p.stderr
 
 
 @pytest.mark.parametrize("name", ["se", "se_pt2", "dpa2"])
 def test_step0_equals_deeppot(gmx, gmx_env, models, tmp_path, name):
     """192-atom water, every atom NN (charges 0, so the NN term is the only force)."""
     cwd = setup_case(tmp_path, "water")
-    e, f, log = step0(gmx, gmx_env, cwd, models(name))
+    e, fr, log = step0(gmx, gmx_env, cwd, models(name))
     assert "Will use forces from NNP model" in log  # grompp's dummy-input check ran and passed
-    x, box, names = read_gro(cwd / "conf.gro")
-    ref_e, ref_f = deeppot(models("se" if name == "se_pt2" else name), x, box, names)
-    assert abs(e - ref_e) <= 1e-5 * abs(ref_e), (e, ref_e)
-    # the trr holds float32 forces: GROMACS' own single precision, nothing else
+    _, _, names = read_gro(cwd / "conf.gro")
+    x0, box0, _ = read_gro(EXAMPLES / "water" / "conf.gro")
+    d = fr["x"] - x0  # the frame of conf.gro, atoms put into the box (whole box vectors)
+    assert np.abs(d - np.diag(box0) * np.round(d / np.diag(box0))).max() < 1e-5
+    f = fr["f"]
+    ref_e, ref_f = deeppot(models("se" if name == "se_pt2" else name), fr["x"], fr["box"], names)
+    assert abs(e - ref_e) <= 1e-6 * abs(ref_e), (e, ref_e)  # the .edr holds float32
+    # the trr holds float32 forces: GROMACS' own single precision (a few ulp), nothing else
     scale = np.abs(ref_f).max()
     assert scale > 1.0
-    np.testing.assert_allclose(f, ref_f, rtol=2e-6, atol=2e-6 * scale)
+    np.testing.assert_allclose(f, ref_f, rtol=0, atol=2e-7 * scale)
 
 
 def test_pair_list_equals_box(gmx, gmx_env, models, tmp_path):
     """GROMACS' pair list (nnpot-pair-cutoff = rcut + 0.1 nm, rebuilt every nstlist steps) gives the
     box route's forces at step 0 and the same energies over 40 MD steps."""
     cwd = setup_case(tmp_path, "water")
-    e, f, _ = step0(gmx, gmx_env, cwd, models("se"), ("--pair-list",), pair_cutoff=0.45, rlist=0.6)
-    x, box, names = read_gro(cwd / "conf.gro")
-    ref_e, ref_f = deeppot(models("se"), x, box, names)
-    assert abs(e - ref_e) <= 1e-5 * abs(ref_e)
-    np.testing.assert_allclose(f, ref_f, rtol=2e-6, atol=2e-6 * np.abs(ref_f).max())
+    e, fr, _ = step0(gmx, gmx_env, cwd, models("se"), ("--pair-list",), pair_cutoff=0.45, rlist=0.6)
+    _, _, names = read_gro(cwd / "conf.gro")
+    f = fr["f"]
+    ref_e, ref_f = deeppot(models("se"), fr["x"], fr["box"], names)
+    assert abs(e - ref_e) <= 1e-6 * abs(ref_e)
+    np.testing.assert_allclose(f, ref_f, rtol=0, atol=2e-7 * np.abs(ref_f).max())
 
     runs = {}
     for mode in ("box", "pairs"):
@@ -95,8 +102,9 @@ def test_pair_list_equals_box(gmx, gmx_env, models, tmp_path):
         d.mkdir()
         setup_case(d, "water")
         r = export(models("se"), d / "model.pt", *(("--pair-list",) if mode == "pairs" else ()))
-        grompp(gmx, gmx_env, d, mdp(nn_lines("model.pt", "NN", r["inputs"], 0.45 if mode == "pairs" else None),
-                                    nsteps=40, nstout=10, gen_vel=True, rlist=0.6, extra="nstlist = 10\n"))
+        lines = nn_lines("model.pt", "NN", r["inputs"], 0.45 if mode == "pairs" else None)
+        grompp(gmx, gmx_env, d, mdp(lines, nsteps=40, nstout=10, gen_vel=True, rlist=0.6,
+                                    extra="nstlist = 10\n"))
         mdrun(gmx, gmx_env, d)
         runs[mode] = energies(gmx, "nn.edr", d, gmx_env)
     np.testing.assert_allclose(runs["pairs"]["NN-Potential"], runs["box"]["NN-Potential"], rtol=1e-5)
@@ -144,11 +152,12 @@ def test_mixed_region(gmx, gmx_env, models, tmp_path):
         r = export(models(name), cwd / f"{name}.pt")
         grompp(gmx, gmx_env, cwd, mdp(nn_lines(f"{name}.pt", "NN", r["inputs"]), nsteps=0, **base), name=name)
         mdrun(gmx, gmx_env, cwd, name=name, extra=("-rerun", "conf.gro"))
-        fs[name] = read_trr(cwd / f"{name}.trr")[0]["f"]
+        fr = read_trr(cwd / f"{name}.trr")[0]
+        fs[name] = fr["f"]
         es[name] = energies(gmx, f"{name}.edr", cwd, gmx_env)["NN-Potential"][0]
-    x, box, names = read_gro(cwd / "conf.gro")
-    ref_e, ref_f = deeppot(models("se"), x[:15], box, names[:15])
-    assert abs(es["se"] - ref_e) <= 1e-5 * abs(ref_e) and es["zero"] == 0.0
+    _, _, names = read_gro(cwd / "conf.gro")
+    ref_e, ref_f = deeppot(models("se"), fr["x"][:15], fr["box"], names[:15])
+    assert abs(es["se"] - ref_e) <= 1e-6 * abs(ref_e) and es["zero"] == 0.0
     diff = fs["se"] - fs["zero"]
     tol = 2e-6 * np.abs(fs["se"]).max()  # float32 sums of MM and NN forces
     assert np.abs(ref_f).max() > 100 * tol
@@ -224,7 +233,8 @@ def test_blas_capture_reported(gmx, gmx_env, models, tmp_path):
     r = export(models("se"), cwd / "model.pt")
     grompp(gmx, gmx_env, cwd, mdp(nn_lines("model.pt", "NN", r["inputs"]), nsteps=4, gen_vel=True))
     p = mdrun(gmx, gmx_env, cwd)
-    warn = [ln for ln in p.stderr.splitlines() if ln.startswith("deepmd_md: warning: torch's matrix products")]
+    warn = [ln for ln in p.stderr.splitlines()
+            if ln.startswith("deepmd_md: warning: torch's matrix products")]
     if not warn:
         pytest.skip("this GROMACS does not capture torch's BLAS (built with an external BLAS)")
     assert len(warn) == 1

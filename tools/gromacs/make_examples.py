@@ -81,7 +81,8 @@ def top_text(title: str, blocks: list[tuple[str, int]], zero_charges: set[str]) 
     out = [f"; {title}",
            "; flexible SPC/Fw water (Wu, Tepper, Voth 2006); atomtypes carry the atomic numbers",
            "; (at.num) that GROMACS passes to the NN model",
-           "[ defaults ]", "; nbfunc comb-rule gen-pairs fudgeLJ fudgeQQ", "  1       2         no        1.0     1.0",
+           "[ defaults ]", "; nbfunc comb-rule gen-pairs fudgeLJ fudgeQQ",
+           "  1       2         no        1.0     1.0",
            "", "[ atomtypes ]", "; name at.num   mass     charge ptype  sigma      epsilon",
            f"  OW   8      15.9994   0.0    A      {p['sigma']:.6f}   {p['eps']:.6f}",
            "  HW   1       1.008    0.0    A      0.0        0.0", ""]

@@ -3,6 +3,7 @@
 
   python tools/gromacs/speed.py                           # random-init model of the example's size
   python tools/gromacs/speed.py --model frozen.pth --sizes 192 1536 --steps 200
+  python tools/gromacs/speed.py --preload --pairs          # also LD_PRELOAD=libtorch_cpu.so, pair list
   python tools/gromacs/speed.py --nve 2000                # also: NVE drift of 192 NN atoms in GROMACS
 
 Water (examples/md/water/water.lmp) replicated to 192 / 1,536 atoms, every atom NN; one rank, one
@@ -78,15 +79,22 @@ gen-seed = 1
 """
 
 
+def torch_cpu_of(gmx: str) -> str:
+    """The libtorch_cpu.so this gmx links (LD_PRELOAD it so that torch's GEMMs are torch's)."""
+    out = subprocess.run(["ldd", gmx], capture_output=True, text=True).stdout
+    return next(ln.split("=>")[1].split()[0] for ln in out.splitlines() if "libtorch_cpu.so" in ln)
+
+
 def run_gromacs(gmx: str, model: Path, n: int, steps: int, work: Path, pairs: bool = False,
-                nve: int = 0) -> dict:
+                nve: int = 0, preload: bool = False) -> dict:
     from deepmd_md.gromacs import export, mdp_text
 
-    d = work / f"gmx_{n}{'_pairs' if pairs else ''}{'_nve' if nve else ''}"
+    d = work / f"gmx_{n}{'_pairs' if pairs else ''}{'_nve' if nve else ''}{'_preload' if preload else ''}"
     d.mkdir(parents=True, exist_ok=True)
     write_box(d, n)
     r = export(str(model), str(d / "model.pt"), mode="pairs" if pairs else "periodic")
-    nn = "\n".join(ln.replace(str(d / "model.pt"), "model.pt").replace("NN  ; <- the index group of the NN atoms", "NN")
+    nn = "\n".join(ln.replace(str(d / "model.pt"), "model.pt")
+                   .replace("NN  ; <- the index group of the NN atoms", "NN")
                    for ln in mdp_text(r).splitlines() if ln.startswith("nnpot-"))
     nsteps = nve or steps
     extra = "rlist = 0.75\nverlet-buffer-tolerance = -1\n" if pairs else ""
@@ -98,7 +106,8 @@ def run_gromacs(gmx: str, model: Path, n: int, steps: int, work: Path, pairs: bo
     if sub.returncode:
         sys.exit(sub.stderr[-3000:])
     args = [gmx, "mdrun", "-deffnm", "md", "-ntmpi", "1", "-ntomp", "1"] + ([] if nve else ["-resethway"])
-    sub = subprocess.run(args, cwd=d, env=env, capture_output=True, text=True)
+    run_env = dict(env, LD_PRELOAD=torch_cpu_of(gmx)) if preload else env
+    sub = subprocess.run(args, cwd=d, env=run_env, capture_output=True, text=True)
     if sub.returncode:
         sys.exit(sub.stderr[-3000:])
     log = (d / "md.log").read_text()
@@ -106,8 +115,8 @@ def run_gromacs(gmx: str, model: Path, n: int, steps: int, work: Path, pairs: bo
     wall = float(m.group(2))
     out = {"ms_per_step": 1e3 * wall / (nsteps if nve else nsteps - nsteps // 2)}
     if nve:
-        sub = subprocess.run([gmx, "energy", "-f", "md.edr", "-o", "e.xvg"], cwd=d, env=env, input="Conserved-En.\n\n",
-                             capture_output=True, text=True)
+        sub = subprocess.run([gmx, "energy", "-f", "md.edr", "-o", "e.xvg"], cwd=d, env=env,
+                             input="Total-Energy\n\n", capture_output=True, text=True)
         t, e = np.loadtxt([ln for ln in (d / "e.xvg").read_text().splitlines() if ln[:1] not in "#@"]).T
         slope = np.polyfit(t, e, 1)[0]
         out |= {"nve_ps": float(t[-1]), "drift_kj_mol_atom_ps": float(slope / n),
@@ -151,12 +160,17 @@ def run_lammps(model: Path, n: int, steps: int, work: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="frozen model (.pth/.pt2); default: random-init model of the example size")
+    ap.add_argument("--model", help="frozen model (.pth/.pt2); default: random-init model of the "
+                    "example's size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[192, 1536])
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--gmx")
     ap.add_argument("--pairs", action="store_true", help="also GROMACS with its pair list")
     ap.add_argument("--nve", type=int, default=0, help="NVE steps of 192 NN atoms in GROMACS (drift)")
+    ap.add_argument("--preload", action="store_true", help="also GROMACS with LD_PRELOAD=libtorch_cpu.so "
+                    "(torch's own BLAS instead of GROMACS' built-in one)")
+    ap.add_argument("--repeat", type=int, default=1, help="run each case N times, interleaved; report the "
+                    "fastest (the machine may be shared)")
     ap.add_argument("--work", help="keep the runs here")
     a = ap.parse_args()
     gmx = gmx_path(a.gmx)
@@ -171,23 +185,38 @@ def main() -> int:
         model = make_model(work / "model.pth", REPO / "examples" / "water" / "se_e2_a" / "input.json")
     rows = []
     for n in a.sizes:
-        row = {"atoms": n, "gromacs": run_gromacs(gmx, model, n, a.steps, work)["ms_per_step"]}
-        if a.pairs:  # GROMACS needs rlist (>= rcut + buffer = 0.7 nm) below half the box: not 192 atoms
-            row["gromacs_pairs"] = (run_gromacs(gmx, model, n, a.steps, work, pairs=True)["ms_per_step"]
-                                    if n >= 1536 else float("nan"))
-        row["lammps"] = run_lammps(model, n, a.steps, work)["ms_per_step"]
+        row: dict = {"atoms": n}
+        for _ in range(a.repeat):  # interleaved: GROMACS, LAMMPS, GROMACS, ... (minimum of each)
+            res = {"gromacs": run_gromacs(gmx, model, n, a.steps, work)["ms_per_step"]}
+            if a.preload:
+                res["gromacs_preload"] = run_gromacs(gmx, model, n, a.steps, work,
+                                                     preload=True)["ms_per_step"]
+            if a.pairs:  # GROMACS needs rlist (>= rcut + buffer = 0.7 nm) below half the box: not 192 atoms
+                res["gromacs_pairs"] = (run_gromacs(gmx, model, n, a.steps, work, pairs=True,
+                                                    preload=a.preload)["ms_per_step"]
+                                        if n >= 1536 else float("nan"))
+            res["lammps"] = run_lammps(model, n, a.steps, work)["ms_per_step"]
+            for k, v in res.items():
+                row[k] = min(row.get(k, v), v)
+            print(json.dumps({"atoms": n} | res), flush=True)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\nmodel {model}, 1 rank x 1 thread, {a.steps} steps (GROMACS: second half timed)")
-    print(f"{'atoms':>7s} {'GROMACS ms/step':>16s}" + (f" {'GROMACS pairs':>14s}" if a.pairs else "")
-          + f" {'LAMMPS ms/step':>15s} {'ratio':>6s}")
+    print(f"\nmodel {model}, 1 rank x 1 thread, {a.steps} steps (GROMACS: second half timed), "
+          f"fastest of {a.repeat}")
+    print(f"{'atoms':>7s} {'GROMACS ms/step':>16s}" + (f" {'+LD_PRELOAD':>12s}" if a.preload else "")
+          + (f" {'GROMACS pairs':>14s}" if a.pairs else "") + f" {'LAMMPS ms/step':>15s} {'ratio':>6s}")
     for r in rows:
-        print(f"{r['atoms']:7d} {r['gromacs']:16.2f}" + (f" {r['gromacs_pairs']:14.2f}" if a.pairs else "")
-              + f" {r['lammps']:15.2f} {r['gromacs'] / r['lammps']:6.2f}")
+        best = r.get("gromacs_preload", r["gromacs"])
+        print(f"{r['atoms']:7d} {r['gromacs']:16.2f}"
+              + (f" {r['gromacs_preload']:12.2f}" if a.preload else "")
+              + (f" {r['gromacs_pairs']:14.2f}" if a.pairs else "")
+              + f" {r['lammps']:15.2f} {best / r['lammps']:6.2f}")
+    print("ratio: GROMACS (with LD_PRELOAD when measured) / LAMMPS")
     if a.nve:
-        res = run_gromacs(gmx, model, 192, a.steps, work, nve=a.nve)
+        res = run_gromacs(gmx, model, 192, a.steps, work, nve=a.nve, preload=a.preload)
         print(f"\nNVE {res['nve_ps']:.2f} ps, 192 NN atoms: conserved-energy drift "
-              f"{res['drift_kj_mol_atom_ps']:.2e} kJ/mol/atom/ps = {res['drift_mev_atom_ps']:.3f} meV/atom/ps; "
+              f"{res['drift_kj_mol_atom_ps']:.2e} kJ/mol/atom/ps = "
+              f"{res['drift_mev_atom_ps']:.3f} meV/atom/ps; "
               f"peak-to-peak {res['conserved_ptp_kj_mol']:.3f} kJ/mol")
     return 0
 
