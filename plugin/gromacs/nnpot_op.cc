@@ -76,7 +76,7 @@ struct Entry {
   std::vector<int> atype;
   // pair-list mode: ghosts of the last pair list (reused while GROMACS passes the same list)
   std::vector<int32_t> last_pairs;
-  std::vector<float> last_shifts;
+  std::vector<double> last_shifts;
   std::vector<int> ghost_owner, mapping, ilist, numneigh;
   std::vector<double> ghost_shift;  // Angstrom, added to the owner's position
   std::vector<std::vector<int>> neigh;
@@ -131,7 +131,7 @@ bool same_content(const std::string& path, const uint8_t* data, size_t n) {
 std::string materialise(const at::Tensor& blob, const std::string& key, const std::string& suffix) {
   if (blob.scalar_type() != at::kByte || blob.dim() != 1)
     fail("the exported module's model buffer is not a uint8 vector (not written by dpmd export-gromacs?)");
-  at::Tensor b = blob.contiguous();
+  at::Tensor b = blob.to(at::kCPU).contiguous();  // GROMACS may have moved the module to a GPU
   const uint8_t* data = b.data_ptr<uint8_t>();
   const size_t n = size_t(b.numel());
   std::vector<std::string> dirs{cache_dir()};
@@ -222,7 +222,7 @@ bool is_grompp_check(const at::Tensor& x, const at::Tensor& z, const c10::option
     }
   }
   if (box && box->defined()) {
-    at::Tensor b = box->to(at::kDouble).contiguous();
+    at::Tensor b = box->to(at::kCPU, at::kDouble).contiguous();
     for (int r = 0; r < 3; ++r)
       for (int c = 0; c < 3; ++c)
         if (b[r][c].item<double>() != (r == c ? 1.0 : 0.0)) return false;
@@ -244,7 +244,7 @@ std::string input_lines(const std::string& mode) {
 void build_pair_ghosts(Entry& e, const at::Tensor& pairs, const at::Tensor& shifts, int64_t n) {
   const int64_t np = pairs.size(0);
   const int32_t* p = pairs.data_ptr<int32_t>();
-  const float* s = shifts.data_ptr<float>();
+  const double* s = shifts.data_ptr<double>();
   if (int64_t(e.last_pairs.size()) == 2 * np && int64_t(e.last_shifts.size()) == 3 * np &&
       int64_t(e.ilist.size()) == n && std::equal(p, p + 2 * np, e.last_pairs.begin()) &&
       std::equal(s, s + 3 * np, e.last_shifts.begin()))
@@ -256,29 +256,29 @@ void build_pair_ghosts(Entry& e, const at::Tensor& pairs, const at::Tensor& shif
   e.neigh.assign(n, {});
   struct Key {
     int atom;
-    uint32_t b[3];
+    uint64_t b[3];
     bool operator==(const Key& o) const { return atom == o.atom && b[0] == o.b[0] && b[1] == o.b[1] && b[2] == o.b[2]; }
   };
   struct Hash {
     size_t operator()(const Key& k) const {
       size_t h = std::hash<int>()(k.atom);
-      for (uint32_t v : k.b) h = h * 1000003u ^ std::hash<uint32_t>()(v);
+      for (uint64_t v : k.b) h = h * 1000003u ^ std::hash<uint64_t>()(v);
       return h;
     }
   };
   std::unordered_map<Key, int, Hash> ghosts;
   // index of the copy of `atom` displaced by sign*shift (the atom itself when the shift is zero)
-  auto copy_of = [&](int atom, const float* sh, float sign) -> int {
-    if (sh[0] == 0.0f && sh[1] == 0.0f && sh[2] == 0.0f) return atom;
+  auto copy_of = [&](int atom, const double* sh, double sign) -> int {
+    if (sh[0] == 0.0 && sh[1] == 0.0 && sh[2] == 0.0) return atom;
     Key k{atom, {0, 0, 0}};
     for (int d = 0; d < 3; ++d) {
-      const float v = sign * sh[d] + 0.0f;  // +0.0f: no -0
-      std::memcpy(&k.b[d], &v, sizeof(float));
+      const double v = sign * sh[d] + 0.0;  // +0.0: no -0
+      std::memcpy(&k.b[d], &v, sizeof(double));
     }
     auto [it, fresh] = ghosts.emplace(k, int(n + e.ghost_owner.size()));
     if (fresh) {
       e.ghost_owner.push_back(atom);
-      for (int d = 0; d < 3; ++d) e.ghost_shift.push_back(double(sign * sh[d]) * kNm);
+      for (int d = 0; d < 3; ++d) e.ghost_shift.push_back(sign * sh[d] * kNm);
     }
     return it->second;
   };
@@ -287,9 +287,9 @@ void build_pair_ghosts(Entry& e, const at::Tensor& pairs, const at::Tensor& shif
     if (i < 0 || j < 0 || i >= n || j >= n)
       fail("atom-pairs entry " + std::to_string(k) + " = (" + std::to_string(i) + ", " + std::to_string(j) +
            ") is not an NN atom (0.." + std::to_string(n - 1) + ")");
-    const float* sh = s + 3 * k;
+    const double* sh = s + 3 * k;
     // x[i] - x[j] + shift is the vector from j's copy to i: j's copy sits at x[j] - shift
-    const int jc = copy_of(j, sh, -1.0f), ic = copy_of(i, sh, 1.0f);
+    const int jc = copy_of(j, sh, -1.0), ic = copy_of(i, sh, 1.0);
     if (jc == i) continue;  // a zero-shift self pair: nothing
     e.neigh[i].push_back(jc);
     e.neigh[j].push_back(ic);
@@ -388,7 +388,7 @@ std::tuple<at::Tensor, at::Tensor> evaluate(const at::Tensor& blob, std::string 
   in.aparam = e.dim_aparam > 0 ? e.aparam.data() : nullptr;
   double cell[9];
   if (mode == "periodic") {
-    at::Tensor b = box->to(at::kDouble).contiguous();
+    at::Tensor b = box->to(at::kCPU, at::kDouble).contiguous();
     at::Tensor f = pbc->to(at::kCPU).contiguous();
     const bool* fp = f.data_ptr<bool>();
     const double* bp = b.data_ptr<double>();
@@ -413,7 +413,7 @@ std::tuple<at::Tensor, at::Tensor> evaluate(const at::Tensor& blob, std::string 
     in.box = cell;
   } else if (mode == "pairs") {
     at::Tensor pr = pairs->to(at::kCPU).contiguous();
-    at::Tensor sh = shifts->to(at::kCPU, at::kFloat).contiguous();
+    at::Tensor sh = shifts->to(at::kCPU, at::kDouble).contiguous();
     build_pair_ghosts(e, pr, sh, n);
     const size_t ng = e.ghost_owner.size();
     e.coord.resize(3 * (n + ng));
