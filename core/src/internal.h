@@ -86,4 +86,6 @@ struct dpmd_model {
 
 namespace dpmd {
 void set_error(const std::string& m);
+// one evaluation with the engine's (or the core's) neighbor list (compute.cc); throws
+void compute_listed(dpmd_model* m, const dpmd_input* in, dpmd_output* out);
 }
