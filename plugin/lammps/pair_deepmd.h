@@ -67,7 +67,7 @@ class PairDeepMD : public Pair {
   static int exchange_forward(void *ctx, double *rows, int ncol);    // dpmd_exchange callbacks
   static int exchange_reverse(void *ctx, double *rows, int ncol);
   void build_owner(int nlocal, int nall);    // fill `owner` (one rank)
-  void model_deviation(int nlocal, int nall);
+  void model_deviation(int nlocal, int nall, std::vector<double> &virials, bigint step);
   [[noreturn]] void compute_error(int k);
 };
 
