@@ -170,16 +170,11 @@ const dpmd_exchange* resolve_exchange(dpmd_model* m, const dpmd_input* in, int n
                                "MPI ranks or balance the decomposition)");
     return ex;
   }
-  if (m->mapping.empty()) {
-    if (ex)
-      throw std::runtime_error("this message-passing model was frozen without the ghost-exchange op and "
-                               "runs in one domain only, with dpmd_input.mapping: freeze it again with this "
-                               "deepmd_md to run it across MPI ranks");
-    throw std::runtime_error(
-        "this model passes messages between atoms (metadata message_passing: true): the engine must give "
-        "dpmd_input.exchange (ghost features exchanged between domains) or, in one domain, "
-        "dpmd_input.mapping (the owner among the local atoms of every ghost atom)");
-  }
+  // (without exchange or mapping, entry.cc's widened_shell has refused the call already)
+  if (m->mapping.empty())
+    throw std::runtime_error("this message-passing model was frozen without the ghost-exchange op and "
+                             "runs in one domain only, with dpmd_input.mapping: freeze it again with this "
+                             "deepmd_md to run it across MPI ranks");
   if (!m->info.exchange_op) return nullptr;
   m->own_exchange = dpmd_exchange{sizeof(dpmd_exchange), m, mapping_forward, mapping_reverse};
   return &m->own_exchange;
