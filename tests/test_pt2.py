@@ -284,3 +284,66 @@ def test_deeppot_ase_and_dpmd_read_pt2(frozen, frozen_lower, kind, tmp_path):
     assert_close(v, ref["virial"], TOL, "virial")
     r = run_dpmd("show", str(path), cwd=tmp_path)
     assert r.returncode == 0 and f"rcut: {rcut_of(data['config'])}" in r.stdout, r.stderr
+
+
+def test_pt2_carries_its_model(frozen, tmp_path):
+    """A .pt2 holds the whole model (.dp record): load_model_data gives the exact weights, so
+    `dpmd freeze` re-freezes it, other backends and ASE evaluate it, `dpmd show` counts its
+    parameters and `dpmd train --init-model` starts from it."""
+    from ase import Atoms
+
+    from deepmd_md.calculators.ase import DP
+    from deepmd_md.infer import DeepPot
+    from deepmd_md.infer.deep_pot import load_model_data
+    from deepmd_md.serialize import load_dp
+    from deepmd_md.tree import flatten
+
+    data, path = frozen[0], PATHS["typed"]
+    got = load_model_data(str(path))
+    assert got["config"] == data["config"]
+    want = flatten(data["params"]) | flatten(data["buffers"])
+    have = flatten(got["params"]) | flatten(got["buffers"])
+    assert want.keys() == have.keys()
+    assert all(np.array_equal(np.asarray(want[k]), have[k]) for k in want)
+
+    r = run_dpmd("freeze", "-c", str(path), "-o", "again.dp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert flatten(load_dp(str(tmp_path / "again.dp"))["params"]).keys() == \
+        flatten(data["params"]).keys()
+    r = run_dpmd("show", str(path), cwd=tmp_path)
+    nparam = sum(np.asarray(v).size for v in flatten(data["params"]).values())
+    assert r.returncode == 0 and f"parameters: {nparam}" in r.stdout, r.stdout + r.stderr
+
+    coord, atype, box = random_frames(12, ORTHO_BOX, nf=1, seed=4)
+    ref = reference.evaluate(data, coord, atype, box)
+    e, f, _ = DeepPot(str(path), "jax").eval(coord.reshape(1, -1), box, atype[0])
+    assert_close(e.ravel(), ref["energy"], TOL, "energy (jax on the .pt2's weights)")
+    assert_close(f, ref["force"], TOL, "force (jax on the .pt2's weights)")
+    names = [data["config"]["type_map"][t] for t in atype[0]]
+    atoms = Atoms(symbols=["O" if n == "O" else "H" for n in names], positions=coord[0],
+                  cell=box[0].reshape(3, 3), pbc=True)
+    atoms.calc = DP(str(path), type_map={n: i for i, n in enumerate(data["config"]["type_map"])})
+    assert abs(atoms.get_potential_energy() - ref["energy"][0]) <= TOL * abs(ref["energy"][0])
+    assert_close(atoms.get_forces(), ref["force"][0], TOL, "ASE forces on the .pt2")
+
+
+def test_init_model_from_pt2(frozen, tmp_path):
+    """`dpmd train --init-model model.pt2` starts from the package's weights: after one step at
+    a learning rate of 1e-30 the checkpoint holds them to rounding."""
+    from helpers import teacher_system, train_input
+
+    from deepmd_md.serialize import load_dp
+
+    sysdir = teacher_system(tmp_path / "sys", nf=2)
+    inp = train_input([sysdir], tmp_path, numb_steps=1, model=frozen[0]["config"])
+    inp["learning_rate"] = {"type": "exp", "start_lr": 1e-30, "stop_lr": 1e-30, "decay_steps": 1}
+    (tmp_path / "input.json").write_text(json.dumps(inp))
+    r = run_dpmd("train", "input.json", "--init-model", str(PATHS["typed"]), "--no-progress",
+                 cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    from deepmd_md.tree import flatten
+
+    trained = load_dp(str(tmp_path / (tmp_path / "checkpoint").read_text().strip()))
+    a, b = flatten(trained["params"]), flatten(frozen[0]["params"])
+    # one step at lr 1e-30: the weights are the package's to rounding
+    assert max(float(np.abs(a[k] - np.asarray(b[k])).max()) for k in b) <= 1e-12

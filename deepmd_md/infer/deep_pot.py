@@ -26,9 +26,25 @@ def load_model_data(path: str) -> dict:
     if path.endswith(".pth"):
         return _pth_extra(path)[1]
     if path.endswith(".pt2"):
-        raise ModelFileError(f"{path} is compiled code without its weights: use the .pth or .dp "
-                             "frozen from the same checkpoint here")
+        return _pt2_model_data(path)
     return load_dp(path)
+
+
+def _pt2_model_data(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        from deepmd_md.backends.torch.aoti import read_pt2_model_data
+    except ImportError as e:
+        raise ModelFileError(f"cannot read {path}: a .pt2 needs PyTorch ({e})") from None
+    try:
+        return read_pt2_model_data(path)
+    except ValueError as e:
+        raise ModelFileError(f"{path}: {e}; this tool needs the weights: freeze the checkpoint "
+                             "again, or use the .pth or .dp frozen from it") from None
+    except RuntimeError as e:  # torch's zip reader on a file that is no archive
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"cannot read {path}: not a .pt2 package ({first})") from None
 
 
 def _pth_extra(path: str):
@@ -81,10 +97,7 @@ class DeepPot:
         if self.path.endswith(".pth") and backend in (None, "torch"):
             self._module, self.data, _ = _pth_extra(self.path)
             self.backend = "torch"
-        elif self.path.endswith(".pt2"):
-            if backend not in (None, "torch"):
-                raise ConfigError(f"{self.path} is a compiled PyTorch package: it runs on the "
-                                  "torch backend only (freeze a .dp for the others)")
+        elif self.path.endswith(".pt2") and backend in (None, "torch"):
             self._pt2, config = _pt2_load(self.path)
             self.data = {"config": config}
             self.backend = "torch"

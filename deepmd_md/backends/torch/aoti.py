@@ -15,7 +15,9 @@ coord [1, nall, 3] f64, atype [1, nall] i64, then
   sum of weight x atom energy; ones unless the engine widened its ghost shell instead);
 outputs (atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
 extended_virial [1, nall, 9]); metadata JSON under the package metadata key `deepmd_md.metadata`,
-the model section (config) under `deepmd_md.config` (Python's DeepPot reads it).
+the model section (config) under `deepmd_md.config` (Python's DeepPot reads it), and the whole
+model as a `.dp` in the archive record `extra/deepmd_md/model.dp.b64` (base64) (so `dpmd test/show/freeze`,
+`--init-model` and the other backends read a `.pt2` like any model file).
 
 Sizes must stay symbolic through make_fx: a size read as a Python int anywhere in the traced
 code fixes it to the example's value; _check_not_specialised refuses such a trace instead of
@@ -24,6 +26,7 @@ compiling a package that only fits the example.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -42,7 +45,7 @@ from deepmd_md.model.model import (
     sel_of,
     supports_blocked,
 )
-from deepmd_md.serialize import atomic_write
+from deepmd_md.serialize import atomic_write, load_dp, save_dp
 
 
 def _blocked_fn(data: dict):
@@ -203,9 +206,48 @@ def freeze_pt2(data: dict, path: str) -> None:
             inductor_configs={"aot_inductor.metadata": {
                 "deepmd_md.metadata": json.dumps(meta),
                 "deepmd_md.config": json.dumps(data["config"])}})
-        with open(out, "rb") as f:
+        final = os.path.join(tmp, "final.pt2")
+        _with_weights(out, final, data)
+        with open(final, "rb") as f:
             blob = f.read()
     atomic_write(path, lambda tmp: open(tmp, "wb").write(blob))
+
+
+# the backend-neutral model, so every tool reads a .pt2; base64 because torch reads extra/ records
+# back as text
+DP_RECORD = "extra/deepmd_md/model.dp.b64"
+
+
+def _with_weights(src: str, dst: str, data: dict) -> None:
+    """Copy the AOTInductor archive `src` to `dst` adding the model's `.dp` as an extra record:
+    compiled code alone cannot be re-frozen, tested on another backend or fine-tuned."""
+    from torch.export.pt2_archive._package import PT2ArchiveReader, PT2ArchiveWriter
+
+    dp = os.path.join(os.path.dirname(dst), "model.dp")
+    save_dp({k: data[k] for k in ("config", "params", "buffers")}, dp)
+    reader = PT2ArchiveReader(src)
+    with open(dp, "rb") as f:
+        dp_bytes = f.read()
+    writer = PT2ArchiveWriter(dst)
+    for name in reader.get_file_names():
+        if not writer.has_record(name):  # the writer adds its own format/version records
+            writer.write_bytes(name, reader.read_bytes(name))
+    writer.write_bytes(DP_RECORD, base64.b64encode(dp_bytes))
+    writer.close()
+
+
+def read_pt2_model_data(path: str) -> dict:
+    """The `.dp` model inside a `.pt2` (ModelData); ValueError when the package has none."""
+    from torch.export.pt2_archive._package import PT2ArchiveReader
+
+    reader = PT2ArchiveReader(path)
+    if DP_RECORD not in reader.get_file_names():
+        raise ValueError("it holds compiled code only (frozen before packages carried their weights)")
+    with tempfile.TemporaryDirectory() as tmp:
+        dp = os.path.join(tmp, "model.dp")
+        with open(dp, "wb") as f:
+            f.write(base64.b64decode(reader.read_bytes(DP_RECORD)))
+        return load_dp(dp)
 
 
 def load_pt2(path: str):

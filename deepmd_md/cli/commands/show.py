@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 
+from deepmd_md.errors import ModelFileError
+
 NAME = "show"
 HELP = "print a model's type_map, descriptor, fitting and sizes"
 ORDER = 40
@@ -21,10 +23,13 @@ def run(args) -> int:
     from deepmd_md.model.model import message_passing_of, mixed_of, rcut_of, sel_of
     from deepmd_md.tree import flatten
 
-    if args.model.endswith(".pt2"):  # compiled code and its config, no separate weights
-        data = {"config": _pt2_load(args.model)[1], "params": None}
-    else:
+    try:
         data = load_model_data(args.model)
+    except ModelFileError:
+        if not args.model.endswith(".pt2"):
+            raise
+        # a package frozen before .pt2 carried its weights: its config is still in the metadata
+        data = {"config": _pt2_load(args.model)[1], "params": None}
     cfg = data["config"]
     print(f"model: {args.model}")
     print(f"type_map: {cfg['type_map']}")
@@ -36,4 +41,6 @@ def run(args) -> int:
     if data["params"] is not None:
         nparam = sum(int(np.asarray(v).size) for v in flatten(data["params"]).values())
         print(f"parameters: {nparam}")
+    else:
+        print("parameters: not in this file (compiled code only; freeze it again to include them)")
     return 0
