@@ -303,7 +303,8 @@ def test_train_and_freeze(trained):
         assert "Traceback" not in p.stderr
     assert (d / "checkpoint").read_text().strip() == "model.ckpt-2.ckpt"
     lcurve = (d / "lcurve.out").read_text().splitlines()
-    assert lcurve[0].split()[1:4] == ["step", "rmse_val", "rmse_trn"]
+    # no validation_data: training columns only (DeePMD-kit's layout)
+    assert lcurve[0].split()[1:4] == ["step", "rmse_trn", "rmse_e_trn"]
     assert (d / "m.pth").stat().st_size > 0 and (d / "m.dp").stat().st_size > 0
     assert not list(d.glob(".tmp-*")) and not list(d.glob("*.tmp"))
 

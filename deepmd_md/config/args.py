@@ -258,11 +258,17 @@ TRAINING = (
     Arg("numb_steps", "int", REQUIRED, "Number of training steps.", alias=("stop_batch",),
         check=_check_nonneg),
     Arg("seed", "int|None", None, "Seed of the batch sampling."),
-    Arg("disp_file", "str", "lcurve.out", "Learning-curve file."),
+    Arg("disp_file", "str", "lcurve.out", "Learning-curve file: step, the RMSEs (`*_val` "
+        "columns only with validation_data) and lr; `nan` where the batch has no labels for "
+        "a term (DeePMD-kit's convention). A new run overwrites it (warning first); --restart "
+        "appends."),
     Arg("disp_freq", "int", 1000, "Steps between two lines of the learning curve.",
         check=_check_positive),
     Arg("save_freq", "int", 1000, "Steps between two checkpoints.", check=_check_positive),
-    Arg("save_ckpt", "str", "model.ckpt", "Checkpoint file prefix."),
+    Arg("save_ckpt", "str", "model.ckpt", "Checkpoint prefix: PREFIX-STEP.ckpt, and a "
+        "`checkpoint` file naming the latest. Checkpoints of an earlier run with the same "
+        "prefix (any, or on --restart those past its step) are removed when this run writes "
+        "its first checkpoint (a warning at the start says so)."),
     Arg("max_ckpt_keep", "int", 5, "Checkpoints kept (older ones are removed).",
         check=_check_positive),
     Arg("compile", "bool|str", "auto", "deepmd_md: compile the whole training step (loss, "
@@ -272,18 +278,32 @@ TRAINING = (
         "compiled step (within 4e-16; DPMD_MD_EXACT_TANH=1 keeps tanh).", check=_check_compile),
     Arg("change_bias_after_training", "bool", False, "Refit the energy bias after training.",
         status=U),
-    Arg("stat_file", "str|None", None, "File caching the data statistics.", status=IGN),
+    Arg("stat_file", "str|None", None, "deepmd_md: an .npz file caching the data statistics "
+        "(environment-matrix mean/std, energy bias): written after they are computed, read "
+        "instead of recomputing when it exists; refused with a clear message if it was written "
+        "for another model or other systems. Not DeePMD-kit's stat-file layout."),
     Arg("mixed_precision", "dict|None", None, "Mixed-precision training.", status=U),
     Arg("numb_test", "int|list|str", 1, "Frames tested during training (DeePMD-kit v1 key; "
         "validation_data is used instead).", status=IGN),
-    Arg("disp_training", "bool", True, "Print training progress.", status=IGN),
-    Arg("time_training", "bool", True, "Print training time.", status=IGN),
-    Arg("profiling", "bool", False, "Write a profiling timeline.", status=IGN),
-    Arg("profiling_file", "str", "timeline.json", "Profiling timeline file.", status=IGN),
-    Arg("enable_profiler", "bool", False, "Enable the framework profiler.", status=IGN),
-    Arg("tensorboard", "bool", False, "Write TensorBoard logs.", status=IGN),
-    Arg("tensorboard_log_dir", "str", "log", "TensorBoard log directory.", status=IGN),
-    Arg("tensorboard_freq", "int", 1, "Steps between TensorBoard records.", status=IGN),
+    Arg("disp_training", "bool", True, "Show training progress: the progress bar and, every "
+        "disp_freq steps, a line with the RMSEs (always in the -l/--log-path file; on the "
+        "console with --no-progress). false: neither; lcurve.out is still written."),
+    Arg("time_training", "bool", True, "Time the training: wall time of each disp_freq block in "
+        "the progress lines and the mean time per step at the end."),
+    Arg("profiling", "bool", False, "Record a few steps (after the first, which compiles) "
+        "with the framework profiler (torch.profiler or jax.profiler) and write a Chrome "
+        "trace (chrome://tracing, Perfetto) to profiling_file."),
+    Arg("profiling_file", "str", "timeline.json", "Chrome-trace JSON written by profiling."),
+    Arg("enable_profiler", "bool", False, "Record a few steps (after the first) with the "
+        "framework profiler into tensorboard_log_dir, for TensorBoard's profile plugin."),
+    Arg("tensorboard", "bool", False, "Write TensorBoard event files to tensorboard_log_dir: "
+        "train/ (loss, rmse, rmse_e, rmse_f, rmse_v when trained, lr) every tensorboard_freq "
+        "steps and validation/ (the RMSEs) every disp_freq steps; needs the tensorboard "
+        "package (pip install 'deepmd-md[tensorboard]')."),
+    Arg("tensorboard_log_dir", "str", "log", "Folder of the TensorBoard event files (and of "
+        "enable_profiler's traces)."),
+    Arg("tensorboard_freq", "int", 1, "Steps between two training records in the TensorBoard "
+        "event files.", check=_check_positive),
     Arg("warmup_steps", "int", 0, "Learning-rate warm-up steps.", status=U),
     Arg("warmup_start_factor", "float", 0.0, "Warm-up start factor.", status=U),
     Arg("gradient_max_norm", "float|None", None, "Clip the gradient to this global 2-norm "

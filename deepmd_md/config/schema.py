@@ -2,7 +2,8 @@
 
 Each Arg has a status:
   supported   - implemented;
-  ignored     - accepted and harmless: it does not change the result (e.g. tensorboard);
+  ignored     - accepted and harmless: it does not change the result (e.g. numb_test); a value
+                other than the default is reported once at run time (inert_keys);
   unsupported - documented by DeePMD-kit and would change the result, but not implemented yet:
                 only a value different from the default is an error.
 Types are written as strings: "int", "float", "bool", "str", "dict", "None", "list",
@@ -13,17 +14,13 @@ from __future__ import annotations
 
 import copy
 import difflib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from deepmd_md.errors import ConfigError
 
-__all__ = ["REQUIRED", "Arg", "Variant", "normalize_tree", "doc_tree"]
-
-log = logging.getLogger("deepmd_md.config")
-
+__all__ = ["REQUIRED", "Arg", "Variant", "normalize_tree", "doc_tree", "inert_keys"]
 
 class _Required:
     def __repr__(self) -> str:
@@ -171,7 +168,6 @@ def _value(value: Any, arg: Arg, path: str) -> Any:
                 f"'{path}' is not supported yet by deepmd_md "
                 f"(remove it{_default_text(arg.default)})"
             )
-        log.info("'%s' is accepted but has no effect in deepmd_md", path)
     if arg.value_map and isinstance(value, str | int | float) and value in arg.value_map:
         value = arg.value_map[value]
     return value
@@ -238,6 +234,33 @@ def normalize_tree(
             if arg.value_map and isinstance(default, str) and default in arg.value_map:
                 default = arg.value_map[default]
             out[arg.name] = default
+    return out
+
+
+def inert_keys(data: dict, args: tuple[Arg, ...], variant: Variant | None = None,
+               path: str = "") -> list[tuple[str, Any, Arg]]:
+    """(path, value, arg) of every 'ignored' key whose value in the normalised `data` is not
+    its default: what a run must report as having no effect. Walks variants and sub-dicts
+    (and lists of them) as normalize_tree does."""
+    out: list = []
+    if variant is not None:
+        args = (*args, *variant.choices.get(data.get(variant.flag), ()))
+    for arg in args:
+        if arg.name not in data:
+            continue
+        kpath = f"{path}/{arg.name}" if path else arg.name
+        value = data[arg.name]
+        if arg.status == "ignored" and value != arg.default:
+            out.append((kpath, value, arg))
+        var = arg.variant() if callable(arg.variant) else arg.variant
+        if arg.sub is None and var is None:
+            continue
+        if isinstance(value, dict):
+            out += inert_keys(value, arg.sub or (), var, kpath)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                if isinstance(v, dict):
+                    out += inert_keys(v, arg.sub or (), var, f"{kpath}/{i}")
     return out
 
 

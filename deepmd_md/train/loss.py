@@ -56,9 +56,29 @@ def ener_loss(pred: dict, batch: dict, pref: dict):
     return loss, metrics
 
 
+_FIND = {"e": keys.FIND_ENERGY, "f": keys.FIND_FORCE, "v": keys.FIND_VIRIAL}
+
+
+def batch_prefactors(pref: dict, batch: dict) -> dict:
+    """The prefactors with a term the batch has no labels for (find_* = 0) set to 0, so that
+    its zero-filled labels never enter the loss."""
+    return {k: (p if float(batch[_FIND[k]]) else 0.0) for k, p in pref.items()}
+
+
+def mark_absent(metrics: dict, batch: dict) -> dict:
+    """The metrics with rmse_k = nan for a term the batch has no labels for (DeePMD-kit's
+    lcurve convention), instead of the meaningless error against zeros."""
+    return {n: (math.nan if n[5:] in _FIND and not float(batch[_FIND[n[5:]]]) else v)
+            for n, v in metrics.items()}
+
+
 def rmse_total(metrics: dict, pref: dict, natoms: int) -> float:
-    """sqrt of the weighted loss from the component RMSEs (DeePMD's `rmse` column)."""
-    e = metrics["rmse_e"] * natoms
-    v = metrics["rmse_v"] * natoms
-    return math.sqrt(pref["e"] * e * e / natoms + pref["f"] * metrics["rmse_f"] ** 2
-                     + pref["v"] * v * v / natoms)
+    """sqrt of the weighted loss from the component RMSEs (DeePMD's `rmse` column); terms with
+    a zero prefactor (or without labels: nan) do not count."""
+    total = 0.0
+    for k in ("e", "f", "v"):
+        m = metrics[f"rmse_{k}"]
+        if pref[k] == 0 or not math.isfinite(m):
+            continue
+        total += pref[k] * m * m * (1 if k == "f" else natoms)  # e, v: per-atom RMSEs
+    return math.sqrt(total)
