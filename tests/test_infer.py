@@ -92,6 +92,24 @@ def test_atomic_outputs_sum_to_totals(model_files, frames, kind, backend):
     assert np.ptp(ae) > 1e-4 and np.abs(av).max() > 1e-4  # not all the same / all zero
 
 
+@pytest.mark.parametrize("kind,backend", [("pth", None), ("dp", "torch"), ("dp", "jax")],
+                         ids=["pth", "dp-torch", "dp-jax"])
+def test_chunks_of_local_atoms_equal_one_call(model_files, frames, kind, backend, monkeypatch):
+    """A frame larger than CHUNK_ATOMS is evaluated in chunks of local atoms (bounded memory,
+    as the C++ core does): the same energies, forces, virials and atomic outputs as one call."""
+    import deepmd_md.infer.deep_pot as deep_pot
+
+    coord, atype, boxes = frames
+    dp = _deeppot(model_files, kind, backend)
+    monkeypatch.setattr(deep_pot, "CHUNK_ATOMS", 0)
+    whole = dp.eval(coord.reshape(NF, -1), boxes, atype[0], atomic=True)
+    monkeypatch.setattr(deep_pot, "CHUNK_ATOMS", 3)  # 10 atoms: chunks of 3, 3 and 4
+    chunked = dp.eval(coord.reshape(NF, -1), boxes, atype[0], atomic=True)
+    for name, a, b in zip(("energy", "force", "virial", "atom energy", "atom virial"), whole,
+                          chunked, strict=True):
+        assert_close(b, a, TOL, f"{name} (chunked vs one call)")
+
+
 def test_atype_per_frame(model_files):
     """atype [nat] and [nf, nat] agree; per-frame types are honoured (frame 1 differs)."""
     data, files = model_files

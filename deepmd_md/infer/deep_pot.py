@@ -16,8 +16,9 @@ import numpy as np
 
 from deepmd_md import keys
 from deepmd_md.errors import ConfigError, DataError, ModelFileError
-from deepmd_md.model.frames import prepare_frames
-from deepmd_md.model.model import rcut_of, sel_of
+from deepmd_md.infer.chunks import chunked_lower
+from deepmd_md.model.frames import blocked_inputs, prepare_frames
+from deepmd_md.model.model import message_passing_of, rcut_of, sel_of
 from deepmd_md.serialize import load_dp
 
 
@@ -86,6 +87,9 @@ def _pt2_load(path: str):
 
 
 ATOMS_PER_CALL = 256  # measured: 192-256 atoms per call is fastest (memory-bound)
+# local atoms per call in a large frame, the C++ core's default (kDefaultChunk): peak memory of
+# a 1,536-atom water frame 0.55 GB instead of 1.1 GB unchunked (benchmarks/inference_memory.py)
+CHUNK_ATOMS = 128
 
 
 class DeepPot:
@@ -130,19 +134,28 @@ class DeepPot:
         """
         coord, box, atype = self._check(coord, box, atype)
         nf, nat = coord.shape[0], coord.shape[1]
-        # a few thousand atoms per call: memory stays bounded whatever nf is
+        lower = self._lower()
+        if lower is None and atomic:
+            raise ConfigError("the numpy reference backend computes no per-atom virial; "
+                              "use backend='torch' or 'jax' for atomic=True")
+        # frames grouped up to ATOMS_PER_CALL atoms, larger frames in chunks of local atoms (as
+        # the C++ core does): memory stays bounded whatever nf and nat are
         step = max(1, ATOMS_PER_CALL // max(nat, 1))
+        chunk = 0 if message_passing_of(self.config) else CHUNK_ATOMS
         parts = []
         for i in range(0, nf, step):
             sl = slice(i, i + step)
             b = None if box is None else box[sl]
             prep = prepare_frames(self.config, coord[sl], atype[sl], b)  # also checks sel
-            if self._pt2 is not None:
-                parts.append(self._eval_pt2(coord[sl], prep))
-            elif self._module is not None:
-                parts.append(self._eval_pth(coord[sl], prep))
-            else:
-                parts.append(self._eval_data(coord[sl], atype[sl], b, prep, atomic))
+            if lower is None:
+                from deepmd_md.backends.numpy.reference import evaluate
+
+                parts.append(evaluate(self.data, coord[sl], atype[sl], b))
+                continue
+            mapping = prep[keys.MAPPING]
+            ext = np.take_along_axis(coord[sl], mapping[..., None], axis=1) + prep[keys.SHIFT]
+            lo = chunked_lower(lower, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST], mapping, chunk)
+            parts.append(fold_lower(lo, ext, mapping, nat))
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         res = [out[keys.ENERGY].reshape(nf, 1), out[keys.FORCE].reshape(nf, nat, 3),
                out[keys.VIRIAL].reshape(nf, 9)]
@@ -172,45 +185,48 @@ class DeepPot:
                 raise DataError("box is not finite")
         return coord, box, atype
 
-    def _eval_pth(self, coord, prep) -> dict:
-        """The frozen module's forward_lower on our neighbor list (a few candidates per atom
-        instead of forward's all-pairs search), folded onto owners like every other path."""
+    def _lower(self):
+        """This model's forward_lower as a chunks.Lower (NumPy in, NumPy out), or None for the
+        NumPy reference (it has no lower entry: complex-step forces on whole frames)."""
+        if self._pt2 is not None:
+            from deepmd_md.backends.torch.aoti import eval_pt2
+
+            def pt2(ext, eatype, nlist, mapping):  # the package takes one frame
+                outs = [eval_pt2(self._pt2, self.config, ext[f:f + 1], eatype[f:f + 1],
+                                 nlist[f:f + 1], mapping[f:f + 1]) for f in range(ext.shape[0])]
+                return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+            return pt2
+        if self._module is not None:
+            return self._pth_lower
+        if self._adapter is None:
+            return None
+
+        def data(ext, eatype, nlist, mapping):
+            return self._adapter.evaluate_lower(self.config, self._params, self._buffers, ext,
+                                                eatype, nlist, mapping=mapping)
+
+        return data
+
+    def _pth_lower(self, ext, eatype, nlist, mapping) -> dict:
+        """The TorchScript module: the engines' per-type entry (forward_blocked, frame by frame)
+        when it has one, else forward_lower."""
         import torch
 
-        mapping = prep[keys.MAPPING]
-        ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
-        out = self._module.forward_lower(torch.as_tensor(ext), torch.as_tensor(prep[keys.EXT_ATYPE]),
-                                         torch.as_tensor(prep[keys.NLIST]), torch.as_tensor(mapping),
-                                         None, None, False)
-        lo = {k: v.detach().numpy() for k, v in out.items()}
-        return fold_lower(lo, ext, mapping, coord.shape[1])
-
-    def _eval_pt2(self, coord, prep) -> dict:
-        """The compiled package frame by frame (it takes one frame), folded like the others."""
-        from deepmd_md.backends.torch.aoti import eval_pt2
-
-        mapping = prep[keys.MAPPING]
-        ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
-        outs = [eval_pt2(self._pt2, self.config, ext[f:f + 1], prep[keys.EXT_ATYPE][f:f + 1],
-                         prep[keys.NLIST][f:f + 1], mapping[f:f + 1])
-                for f in range(coord.shape[0])]
-        lo = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-        return fold_lower(lo, ext, mapping, coord.shape[1])
-
-    def _eval_data(self, coord, atype, box, prep, atomic=False) -> dict:
-        if self._adapter is None:
-            from deepmd_md.backends.numpy.reference import evaluate
-
-            if atomic:
-                raise ConfigError("the numpy reference backend computes no per-atom virial; "
-                                  "use backend='torch' or 'jax' for atomic=True")
-            return evaluate(self.data, coord, atype, box)
-        mapping = prep[keys.MAPPING]
-        ext = np.take_along_axis(coord, mapping[..., None], axis=1) + prep[keys.SHIFT]
-        lo = self._adapter.evaluate_lower(self.config, self._params, self._buffers, ext,
-                                          prep[keys.EXT_ATYPE], prep[keys.NLIST],
-                                          mapping=mapping)
-        return fold_lower(lo, ext, mapping, coord.shape[1])
+        if not hasattr(self._module, "forward_blocked"):
+            out = self._module.forward_lower(torch.as_tensor(ext), torch.as_tensor(eatype),
+                                             torch.as_tensor(nlist), torch.as_tensor(mapping),
+                                             None, None, False)
+            return {k: v.detach().numpy() for k, v in out.items()}
+        nloc, outs = nlist.shape[1], []
+        for f in range(ext.shape[0]):
+            nls, center = blocked_inputs(nlist[f:f + 1], eatype[f:f + 1, :nloc], self.get_sel())
+            t = [torch.as_tensor(np.ascontiguousarray(x)) for x in (*nls, *center)]
+            o = self._module.forward_blocked(torch.as_tensor(ext[f:f + 1]),
+                                             torch.as_tensor(eatype[f:f + 1]),
+                                             t[:len(nls)], t[len(nls):], False)
+            outs.append({k: o[k].detach().numpy() for k in (keys.ATOM_ENERGY, keys.EXT_FORCE)})
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def fold_lower(lo: dict, ext_coord, mapping, nat: int) -> dict:
