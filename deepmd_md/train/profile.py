@@ -12,7 +12,9 @@ import glob
 import gzip
 import os
 import shutil
+import socket
 import tempfile
+import time
 
 ACTIVE = 3
 
@@ -64,7 +66,11 @@ class StepProfiler:
             self._prof.__exit__(None, None, None)
             if self.chrome:
                 self._prof.export_chrome_trace(self.chrome_file)
-            if self.tb:
+            if self.tb and self.chrome:  # a trace saves once: copy it, named as torch does
+                os.makedirs(self.tb_dir, exist_ok=True)
+                name = f"{socket.gethostname()}_{os.getpid()}.{time.time_ns()}.pt.trace.json"
+                shutil.copyfile(self.chrome_file, os.path.join(self.tb_dir, name))
+            elif self.tb:
                 from torch.profiler import tensorboard_trace_handler
 
                 tensorboard_trace_handler(self.tb_dir)(self._prof)

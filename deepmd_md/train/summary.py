@@ -53,20 +53,23 @@ def check_labels(losscfg: dict, datasets: dict, log) -> None:
     for k, name, fname in TERMS:
         if not on[k]:
             continue
+        where, miss = [], []
         for what, data in datasets.items():
             if data is None:
                 continue
-            miss = [s.path for s in data.systems if getattr(s, name) is None]
-            if not miss:
-                continue
-            which = (f"the {what} data" if len(miss) == len(data.systems)
-                     else f"{len(miss)} of {len(data.systems)} {what} systems")
-            shown = ", ".join(miss[:3]) + (", ..." if len(miss) > 3 else "")
-            log.warn_once(("labels", k, what), (
-                f"loss: the {name} term (start_pref_{k} {losscfg[f'start_pref_{k}']:g}, "
-                f"limit_pref_{k} {losscfg[f'limit_pref_{k}']:g}) has no labels in {which} "
-                f"(no {fname}: {shown}); their batches leave it out and "
-                f"rmse_{k} is nan in lcurve.out for them"))
+            m = [s.path for s in data.systems if getattr(s, name) is None]
+            if m:
+                where.append(f"the {what} data" if len(m) == len(data.systems)
+                             else f"{len(m)} of {len(data.systems)} {what} systems")
+                miss += m
+        if not miss:
+            continue
+        shown = ", ".join(miss[:3]) + (", ..." if len(miss) > 3 else "")
+        log.warn_once(("labels", k), (
+            f"loss: the {name} term (start_pref_{k} {losscfg[f'start_pref_{k}']:g}, "
+            f"limit_pref_{k} {losscfg[f'limit_pref_{k}']:g}) has no labels in "
+            f"{' and '.join(where)} (no {fname}: {shown}); their batches leave it out and "
+            f"rmse_{k} is nan in lcurve.out for them"))
 
 
 def _ckpt_step(path: str) -> int:

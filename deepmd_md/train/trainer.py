@@ -245,13 +245,24 @@ def _init_from(path: str, mcfg_in: dict, log) -> dict:
     for sec in ("descriptor", "fitting_net"):
         if "trainable" in mcfg_in.get(sec, {}) and "trainable" in cfg.get(sec, {}):
             cfg[sec]["trainable"] = mcfg_in[sec]["trainable"]
-    diff = _diff(mcfg_in, cfg, "model", ignore=("seed", "trainable"))
+    diff = _diff(mcfg_in, _with_defaults(cfg), "model", ignore=("seed", "trainable"))
     if diff:
         log.warn_once("init-diff", f"the input's model section differs from {path}'s "
                       f"({', '.join(diff[:4])}{', ...' if len(diff) > 4 else ''}): training "
                       f"continues {path}'s model as it is")
     data["config"] = cfg
     return data
+
+
+def _with_defaults(mcfg: dict) -> dict:
+    """A model section with the schema's defaults filled (as the input's is), for comparing."""
+    from deepmd_md.config.args import MODEL
+    from deepmd_md.config.schema import normalize_tree
+
+    try:
+        return normalize_tree(copy.deepcopy(mcfg), MODEL, path="model")
+    except ConfigError:  # a file from another version: compare it as it is
+        return mcfg
 
 
 def _diff(a, b, path: str, ignore=()) -> list[str]:

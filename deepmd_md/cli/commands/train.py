@@ -20,7 +20,8 @@ def add_arguments(p) -> None:
                    "random state; lcurve.out is appended)")
     g.add_argument("--init-model", metavar="MODEL",
                    help="start a new run (step 0, fresh optimizer) from the weights and "
-                   "statistics of MODEL, a checkpoint or any model file")
+                   "statistics of MODEL, a checkpoint or any model file (its architecture "
+                   "is kept; the input's `trainable` flags apply)")
     g.add_argument("--init-frz-model", metavar="MODEL",
                    help="start a new run from a frozen model (.pth, .pt2, .dp): as "
                    "--init-model, DeePMD-kit's name for a frozen file")
