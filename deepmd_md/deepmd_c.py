@@ -7,7 +7,9 @@ library (docs/deepmd_c.md)::
 
     cc prog.c $(python -m deepmd_md.deepmd_c --cflags) $(python -m deepmd_md.deepmd_c --libs)
 
-``--libdir`` and ``--includedir`` print the two directories alone.
+``--libdir`` and ``--includedir`` print the two directories alone; ``--prefix`` prints the directory
+holding both (``lib/`` and ``include/``) for CMake's ``find_package(DeePMD)`` (target
+``DeePMD::deepmd_c``): ``cmake -DCMAKE_PREFIX_PATH=$(python -m deepmd_md.deepmd_c --prefix)``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from deepmd_md.errors import ConfigError
 LIB_NAME = "libdeepmd_c.so"
 HEADER = "deepmd/c_api.h"
 
-__all__ = ["LIB_NAME", "HEADER", "library_path", "library_dir", "include_dir", "cflags", "libs", "main"]
+__all__ = ["LIB_NAME", "HEADER", "library_path", "library_dir", "include_dir", "prefix", "cflags", "libs",
+           "main"]
 
 
 def library_path() -> Path | None:
@@ -56,6 +59,15 @@ def include_dir() -> str:
                       + ", ".join(str(c) for c in candidates))
 
 
+def prefix() -> str:
+    """The installed prefix: the directory holding lib/libdeepmd_c.so, include/deepmd/c_api.h and
+    lib/cmake/DeePMD/DeePMDConfig.cmake (the package directory). Raises ConfigError if absent."""
+    root = Path(library_dir()).parent
+    if not (root / "include" / HEADER).is_file():
+        raise ConfigError(f"{root / 'include' / HEADER} is missing: reinstall deepmd_md with its C++ parts")
+    return str(root)
+
+
 def cflags() -> str:
     return f"-I{include_dir()}"
 
@@ -73,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--libdir", action="store_true", help="directory of libdeepmd_c.so")
     g.add_argument("--includedir", action="store_true", help="directory holding deepmd/c_api.h")
+    g.add_argument("--prefix", action="store_true",
+                   help="directory holding lib/ and include/ (CMAKE_PREFIX_PATH for find_package(DeePMD))")
     g.add_argument("--cflags", action="store_true", help="compiler flags: -I<includedir>")
     g.add_argument("--libs", action="store_true",
                    help="linker flags: -L<libdir> -Wl,-rpath,<libdir> -ldeepmd_c")
@@ -82,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             print(library_dir())
         elif args.includedir:
             print(include_dir())
+        elif args.prefix:
+            print(prefix())
         elif args.cflags:
             print(cflags())
         else:

@@ -270,3 +270,40 @@ def test_python_helpers(lib):
     assert deepmd_c.main(["--includedir"]) == 0
     if deepmd_c.library_path() is not None:
         assert f"-L{deepmd_c.library_dir()}" in deepmd_c.libs()
+
+
+def test_cmake_find_package(lib, models, tmp_path):
+    """A CMake project with find_package(DeePMD) and DeePMD::deepmd_c (as DeePMD-kit's own
+    instructions for C API users say) builds against deepmd_md's prefix and runs a model."""
+    from deepmd_md import deepmd_c
+
+    cmake = _compiler("cmake")
+    if deepmd_c.library_path() is not None:
+        prefix = Path(deepmd_c.prefix())
+    else:  # not installed yet: the installed layout, assembled here
+        prefix = tmp_path / "prefix"
+        (prefix / "lib" / "cmake" / "DeePMD").mkdir(parents=True)
+        (prefix / "include" / "deepmd").mkdir(parents=True)
+        shutil.copy(lib, prefix / "lib")
+        shutil.copy(HEADER, prefix / "include" / "deepmd")
+        shutil.copy(SRC / "cmake" / "DeePMDConfig.cmake", prefix / "lib" / "cmake" / "DeePMD")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.18)\nproject(use_deepmd C)\nfind_package(DeePMD REQUIRED)\n"
+        "add_executable(tmap tmap.c)\ntarget_link_libraries(tmap PRIVATE DeePMD::deepmd_c)\n")
+    (proj / "tmap.c").write_text(
+        '#include <stdio.h>\n#include "deepmd/c_api.h"\n'
+        "int main(int argc, char** argv) {\n  (void)argc;\n  DP_DeepPot* dp = DP_NewDeepPot(argv[1]);\n"
+        "  const char* err = DP_DeepPotCheckOK(dp);\n  int bad = err[0] != 0;\n  DP_DeleteChar(err);\n"
+        "  if (bad) return 1;\n  const char* t = DP_DeepPotGetTypeMap(dp);\n"
+        '  printf("%s %g\\n", t, DP_DeepPotGetCutoff(dp));\n  DP_DeleteChar(t);\n'
+        "  DP_DeleteDeepPot(dp);\n  return 0;\n}\n")
+    build = tmp_path / "build"
+    for cmd in ([cmake, "-S", str(proj), "-B", str(build), f"-DCMAKE_PREFIX_PATH={prefix}"],
+                [cmake, "--build", str(build)]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = subprocess.run([str(build / "tmap"), str(models[0][1])], capture_output=True, text=True,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0 and r.stdout.split() == ["O", "H", "3.5"], r.stdout + r.stderr

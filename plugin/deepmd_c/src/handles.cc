@@ -143,6 +143,10 @@ DP_Nlist* DP_NewNlist(int inum, int* ilist, int* numneigh, int** firstneigh) {
   nl->firstneigh = firstneigh;
   return nl;
 }
+DP_Nlist* DP_NewNlist_comm(int inum, int* ilist, int* numneigh, int** firstneigh, int, int*, int*, int*, int**, int*,
+                           int*, void*, int) {
+  return DP_NewNlist(inum, ilist, numneigh, firstneigh);
+}
 void DP_NlistSetMask(DP_Nlist* nl, int mask) {
   if (nl) nl->mask = mask;
 }

@@ -43,6 +43,13 @@ typedef struct DP_Nlist DP_Nlist;
  * indexing the natoms atoms of the compute call. The arrays are not copied here: keep them
  * alive while the list is used (a compute call with ago == 0 takes its own copy). */
 extern DP_Nlist* DP_NewNlist(int inum, int* ilist, int* numneigh, int** firstneigh);
+/* DP_NewNlist for engines that decompose space over MPI ranks (LAMMPS). The communication
+ * arguments are not used: ghost forces come back in the ghosts' rows for the engine's reverse
+ * communication, which is exact for models that pass no messages. Message-passing models need
+ * every ghost's local owner (DP_NlistSetMapping), i.e. one rank. */
+extern DP_Nlist* DP_NewNlist_comm(int inum, int* ilist, int* numneigh, int** firstneigh, int nswap,
+                                  int* sendnum, int* recvnum, int* firstrecv, int** sendlist,
+                                  int* sendproc, int* recvproc, void* world, int nprocs);
 /* Neighbor indices are ANDed with mask before use (e.g. LAMMPS' NEIGHMASK). */
 extern void DP_NlistSetMask(DP_Nlist* nl, int mask);
 /* mapping[nall]: the local atom each atom is a copy of (itself for local atoms); needed by
