@@ -14,16 +14,23 @@ def exp_lr(cfg: dict, numb_steps: int):
     that lr(numb_steps) = stop_lr, unless decay_rate is given. A decay_steps that is not smaller
     than numb_steps would never decay; as DeePMD-kit does, it is then replaced by
     100 (numb_steps // 10 > 100) or numb_steps // 100 + 1. Returns a function step -> lr."""
-    start, stop, dsteps = cfg["start_lr"], cfg["stop_lr"], cfg["decay_steps"]
+    start, stop = cfg["start_lr"], cfg["stop_lr"]
+    dsteps = decay_steps(cfg, numb_steps)
     numb_steps = max(numb_steps, 1)
-    if dsteps >= numb_steps:
-        dsteps = 100 if numb_steps // 10 > 100 else numb_steps // 100 + 1
     rate = cfg.get("decay_rate") or (stop / start) ** (dsteps / numb_steps)
 
     def lr(step: int) -> float:
         return start * rate ** (step // dsteps)
 
     return lr
+
+
+def decay_steps(cfg: dict, numb_steps: int) -> int:
+    """learning_rate/decay_steps as exp_lr applies it (replaced when >= numb_steps)."""
+    numb_steps = max(numb_steps, 1)
+    if cfg["decay_steps"] >= numb_steps:
+        return 100 if numb_steps // 10 > 100 else numb_steps // 100 + 1
+    return cfg["decay_steps"]
 
 
 def prefactors(cfg: dict, lr: float, start_lr: float) -> dict:

@@ -145,8 +145,13 @@ def run_summary(*, cfg: dict, mcfg: dict, params, backend: str, compiled: bool,
     terms = [f"{name} {loss[f'start_pref_{k}']:g} -> {loss[f'limit_pref_{k}']:g}"
              for k, name, _ in TERMS if on[k]]
     lines.append("loss prefactors: " + (", ".join(terms) or "none"))
+    from deepmd_md.train.loss import decay_steps
+
+    every = decay_steps(lr, t["numb_steps"])
     lines.append(f"learning rate: exp {lr['start_lr']:g} -> {lr['stop_lr']:g}, decay every "
-                 f"{lr['decay_steps']} steps")
+                 f"{every} steps" + ("" if every == lr["decay_steps"] else
+                                     f" (decay_steps {lr['decay_steps']} is not below "
+                                     "numb_steps; replaced as DeePMD-kit does)"))
     lines.append(f"steps {start_step} -> {t['numb_steps']}; learning curve {t['disp_file']} "
                  f"every {t['disp_freq']} steps; checkpoints {t['save_ckpt']}-STEP.ckpt every "
                  f"{t['save_freq']} steps (last {t['max_ckpt_keep']} kept, `checkpoint` names "
