@@ -287,7 +287,8 @@ TRAINING = (
         "validation_data is used instead).", status=IGN),
     Arg("disp_training", "bool", True, "Show training progress: the progress bar and, every "
         "disp_freq steps, a line with the RMSEs (always in the -l/--log-path file; on the "
-        "console with --no-progress). false: neither; lcurve.out is still written."),
+        "console without a progress bar). false: neither, in no file; lcurve.out is still "
+        "written."),
     Arg("time_training", "bool", True, "Time the training: wall time of each disp_freq block in "
         "the progress lines and the mean time per step at the end."),
     Arg("profiling", "bool", False, "Record a few steps (after the first, which compiles) "

@@ -193,8 +193,9 @@ def _train(config, backend_name, restart, init_model_path, progress, log, log_pa
                 lcurve.write(shown, trn, val, lr)
                 if tb is not None and val is not None:
                     tb.scalars("validation", shown, val)
-                log.info(_display_line(shown, trn, val, lr, timing, t_block, t_val, n_block),
-                         step=True)
+                if tcfg.get("disp_training", True):
+                    log.info(_display_line(shown, trn, val, lr, timing, t_block, t_val,
+                                           n_block), step=True)
                 t_block, t_val, n_block = 0.0, 0.0, 0
                 bar.set_postfix(e=f"{trn['rmse_e']:.2e}", f=f"{trn['rmse_f']:.2e}")
             if done % save_freq == 0 or done == numb_steps:
