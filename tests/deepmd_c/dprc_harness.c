@@ -359,6 +359,11 @@ int main(int argc, char** argv) {
   double recovered = !report("err_after", DP_DeepPotCheckOK(single0));
   print_vec("recovered", 0, 1, &recovered);
   DP_DeepPot* fresh = DP_NewDeepPot(paths[0]);
+  DP_Nlist* none = DP_NewNlist(0, NULL, NULL, NULL); /* the first list this object sees is empty */
+  DP_DeepPotComputeNList(fresh, nall, r.x, r.type, box, nghost, none, 0, &e1, f, v, NULL, NULL);
+  if (report("fresh_empty", DP_DeepPotCheckOK(fresh))) return 2;
+  print_vec("fresh_isolated_energy", 0, 1, &e1);
+  DP_DeleteNlist(none);
   DP_DeepPotComputeNList(fresh, nall, r.x, r.type, box, nghost, NULL, 0, &e1, f, v, NULL, NULL);
   report("err_null_nlist", DP_DeepPotCheckOK(fresh));
   nl = DP_NewNlist(r.nloc, r.ilist, r.numneigh, r.firstneigh);

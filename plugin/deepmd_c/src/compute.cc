@@ -12,6 +12,9 @@ namespace dpc {
 namespace {
 
 constexpr int CORE_MASK = 0x1FFFFFFF;  // the core ignores higher bits (LAMMPS special bonds)
+// ilist for an empty list: the core reads ilist = NULL as "no list, build one", an empty
+// vector's data() may be NULL
+const int NO_ROWS[1] = {0};
 
 // Outputs of one call; slot s is frame s (one model) or model s (one frame).
 template <class T>
@@ -108,7 +111,7 @@ void run_frame(Handle* h, int natoms, int nghost, bool listed, const double* coo
     if (!nvirt) {
       for (int ii = 0; ii < inum; ++ii) W.firstneigh.push_back(L.neigh.data() + L.start[ii]);
       in.inum = inum;
-      in.ilist = L.ilist.data();
+      in.ilist = inum ? L.ilist.data() : NO_ROWS;
       in.numneigh = L.numneigh.data();
       if (!L.mapping.empty()) in.mapping = L.mapping.data();
     } else {
@@ -129,7 +132,7 @@ void run_frame(Handle* h, int natoms, int nghost, bool listed, const double* coo
       }
       for (size_t r = 0; r < W.ilist.size(); ++r) W.firstneigh.push_back(W.neigh.data() + W.start[r]);
       in.inum = int(W.ilist.size());
-      in.ilist = W.ilist.data();
+      in.ilist = W.ilist.empty() ? NO_ROWS : W.ilist.data();
       in.numneigh = W.numneigh.data();
       if (!L.mapping.empty()) {
         W.mapping.assign(nall_r, 0);
