@@ -198,3 +198,16 @@ def test_ase_forces_are_numerical_forces(ase_atoms):
     atoms, _ = ase_atoms
     fd = atoms.calc.calculate_numerical_forces(atoms, d=1e-5)
     np.testing.assert_allclose(atoms.get_forces(), fd, rtol=0, atol=1e-7)
+
+
+def test_numpy_reference_says_it_is_slow(model_files, frames, capfd, monkeypatch):
+    """The complex-step reference takes minutes per real frame: DeepPot says so once and
+    reports each frame, so `dpmd test -b numpy` never looks hung."""
+    monkeypatch.setattr(DeepPot, "_reference_noted", False)
+    coord, atype, boxes = frames
+    dp = DeepPot(str(model_files[1]["dp"]), backend="numpy")
+    dp.eval(coord.reshape(NF, -1), boxes, atype[0])
+    dp.eval(coord.reshape(NF, -1), boxes, atype[0])
+    err = capfd.readouterr().err
+    assert err.count("complex-step reference") == 1
+    assert err.count(f"frame {NF}/{NF} ({NAT} atoms)") == 2

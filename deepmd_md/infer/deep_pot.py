@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -87,13 +89,21 @@ def _pt2_load(path: str):
 
 
 ATOMS_PER_CALL = 256  # measured: 192-256 atoms per call is fastest (memory-bound)
-# local atoms per call in a large frame, the C++ core's default (kDefaultChunk): peak memory of
-# a 1,536-atom water frame 0.55 GB instead of 1.1 GB unchunked (benchmarks/inference_memory.py)
+# local atoms per call in a large frame, the C++ core's default (kDefaultChunk); DPMD_MD_CHUNK
+# overrides both (0 = all at once). Peak memory, 1,536-atom water, se_e2_a .pth: 0.55 GB, 1.1 GB
+# unchunked (benchmarks/inference_memory.py)
 CHUNK_ATOMS = 128
+
+
+def _chunk_atoms() -> int:
+    env = os.environ.get("DPMD_MD_CHUNK", "").strip()
+    return int(env) if env.isdigit() else CHUNK_ATOMS
 
 
 class DeepPot:
     """A potential: `DeepPot(path).eval(coord [nf, nat*3], box [nf, 9] | None, atype [nat])`."""
+
+    _reference_noted = False  # the numpy backend's "slow reference" note, once per process
 
     def __init__(self, path: str, backend: str | None = None):
         self.path = str(path)
@@ -141,16 +151,14 @@ class DeepPot:
         # frames grouped up to ATOMS_PER_CALL atoms, larger frames in chunks of local atoms (as
         # the C++ core does): memory stays bounded whatever nf and nat are
         step = max(1, ATOMS_PER_CALL // max(nat, 1))
-        chunk = 0 if message_passing_of(self.config) else CHUNK_ATOMS
+        chunk = 0 if message_passing_of(self.config) else _chunk_atoms()
         parts = []
         for i in range(0, nf, step):
             sl = slice(i, i + step)
             b = None if box is None else box[sl]
             prep = prepare_frames(self.config, coord[sl], atype[sl], b)  # also checks sel
             if lower is None:
-                from deepmd_md.backends.numpy.reference import evaluate
-
-                parts.append(evaluate(self.data, coord[sl], atype[sl], b))
+                parts.append(self._reference(coord[sl], atype[sl], b, i, nf))
                 continue
             mapping = prep[keys.MAPPING]
             ext = np.take_along_axis(coord[sl], mapping[..., None], axis=1) + prep[keys.SHIFT]
@@ -184,6 +192,27 @@ class DeepPot:
             if not np.isfinite(box).all():
                 raise DataError("box is not finite")
         return coord, box, atype
+
+    def _reference(self, coord, atype, box, first: int, nf: int) -> dict:
+        """The NumPy complex-step reference, frame by frame with progress on stderr: each frame
+        costs 3 nat + 10 model evaluations (minutes for 192 atoms), which users must not
+        mistake for a hang."""
+        from deepmd_md.backends.numpy.reference import evaluate
+
+        if not DeepPot._reference_noted:
+            DeepPot._reference_noted = True
+            print("deepmd_md: backend 'numpy' is the complex-step reference (3 x atoms + 10 "
+                  "model evaluations per frame): exact but slow; use 'torch' or 'jax' for speed",
+                  file=sys.stderr, flush=True)
+        parts = []
+        for k in range(coord.shape[0]):
+            t0 = time.perf_counter()
+            b = None if box is None else box[k:k + 1]
+            parts.append(evaluate(self.data, coord[k:k + 1], atype[k:k + 1], b))
+            print(f"deepmd_md: numpy reference: frame {first + k + 1}/{nf} "
+                  f"({coord.shape[1]} atoms) in {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
     def _lower(self):
         """This model's forward_lower as a chunks.Lower (NumPy in, NumPy out), or None for the

@@ -255,8 +255,14 @@ def load_pt2(path: str):
     from deepmd_md.backends.torch.ops import load_ops
 
     load_ops(required=False)  # message-passing packages call dpmd::ghost_exchange
-    pkg = torch._inductor.aoti_load_package(path)
-    meta = pkg.get_metadata()
+    # the C++ loader itself: torch._inductor's Python wrapper (aoti_load_package) costs ~90 MB of
+    # imports per process, more than half of what LAMMPS needs for a whole se_e2_a run
+    loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+    meta = loader.get_metadata()
+
+    def pkg(*inputs):  # flat tensors in, flat outputs (our packages take and return tuples)
+        return loader.run(list(inputs))
+
     if "deepmd_md.config" not in meta:
         raise ValueError("no deepmd_md.config in the package metadata (written by an older "
                          "deepmd_md; freeze it again)")
