@@ -4,7 +4,6 @@ per-frame detail files with -d."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 
@@ -32,9 +31,6 @@ def run(args) -> int:
     from deepmd_md.infer import DeepPot
     from deepmd_md.tools.detail import system_tables, write_detail_files
 
-    if args.backend == "numpy":
-        print("dpmd test: the numpy backend is the complex-step reference: minutes per frame "
-              "of a few hundred atoms; use torch or jax for speed", file=sys.stderr)
     dp = DeepPot(args.model, args.backend)
     results, tables = [], []
     for spec in args.system:
