@@ -68,6 +68,31 @@ def load_op() -> None:
         torch.ops.load_library(str(op_library()))
 
 
+def extract_model(path: str, dest_dir: str) -> str:
+    """The frozen model inside a `.pt` written by export_gromacs, written to dest_dir; its path
+    (so that every tool reads the file GROMACS runs)."""
+    import torch
+
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    extra = {"deepmd_md.json": ""}
+    try:
+        load_op()
+        module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+    except Exception as e:  # torch raises RuntimeError subclasses for bad archives
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"cannot load {path}: not a TorchScript file ({first}.); a .pt "
+                             "model here is what `dpmd export-gromacs` writes") from None
+    if not extra["deepmd_md.json"]:
+        raise ModelFileError(f"{path} is a TorchScript file but not one `dpmd export-gromacs` "
+                             "wrote; give the .pth, .pt2 or .dp model")
+    meta = json.loads(extra["deepmd_md.json"])
+    out = os.path.join(dest_dir, "model" + meta["model_format"])
+    with open(out, "wb") as f:
+        f.write(module.model_file.numpy().tobytes())
+    return out
+
+
 def _module_classes():
     import torch
     from torch import Tensor

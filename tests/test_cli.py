@@ -231,6 +231,30 @@ def case_freeze_corrupt_checkpoint(d):
     return ["freeze", "-o", "out.pth"], ["model.ckpt-5.ckpt"]
 
 
+def case_test_foreign_format(d):
+    """A DeePMD-kit TensorFlow graph: the message says what is read instead."""
+    small_system(d / "sys")
+    (d / "graph.pb").write_bytes(np.random.default_rng(4).bytes(300))
+    return ["test", "-m", "graph.pb", "-s", "sys"], ["graph.pb", "not a model format", ".pth",
+                                                      ".pt2", ".dp"]
+
+
+def case_show_torchscript_not_ours(d):
+    """A TorchScript file that is not a deepmd_md model (as a DeePMD-kit .pth is)."""
+    import torch
+
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(d / "other.pth"))
+    return ["show", "other.pth"], ["other.pth", "not a deepmd_md model"]
+
+
+def case_freeze_unknown_output(d):
+    from deepmd_md.model.model import init_model
+    from deepmd_md.serialize import save_dp
+
+    save_dp(init_model(model_config(), 1), str(d / "model.dp"))
+    return ["freeze", "-c", "model.dp", "-o", "out.pb"], ["out.pb", ".pth, .pt2, .dp"]
+
+
 def case_test_nan_coordinates(d):
     """`dpmd test` on a valid model file (a .dp) but a system with NaN coordinates."""
     from deepmd_md.model.model import init_model

@@ -25,29 +25,10 @@ from deepmd_md.serialize import load_dp
 
 
 def load_model_data(path: str) -> dict:
-    """ModelData of any model file (.pth carries its .dp inside)."""
-    if path.endswith(".pth"):
-        return _pth_extra(path)[1]
-    if path.endswith(".pt2"):
-        return _pt2_model_data(path)
-    return load_dp(path)
+    """ModelData of any model file (deepmd_md.formats.read_model)."""
+    from deepmd_md.formats import read_model
 
-
-def _pt2_model_data(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise ModelFileError(f"model file not found: {path}")
-    try:
-        from deepmd_md.backends.torch.aoti import read_pt2_model_data
-    except ImportError as e:
-        raise ModelFileError(f"cannot read {path}: a .pt2 needs PyTorch ({e})") from None
-    try:
-        return read_pt2_model_data(path)
-    except ValueError as e:
-        raise ModelFileError(f"{path}: {e}; this tool needs the weights: freeze the checkpoint "
-                             "again, or use the .pth or .dp frozen from it") from None
-    except RuntimeError as e:  # torch's zip reader on a file that is no archive
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"cannot read {path}: not a .pt2 package ({first})") from None
+    return read_model(path)
 
 
 def _pth_extra(path: str):
@@ -63,7 +44,10 @@ def _pth_extra(path: str):
         module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
     except Exception as e:  # torch raises RuntimeError/ValueError subclasses for bad archives
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"cannot load {path}: not a TorchScript model ({first})") from None
+        from deepmd_md.formats import READABLE
+
+        raise ModelFileError(f"cannot load {path}: not a TorchScript model ({first}); deepmd_md "
+                             f"reads {READABLE}") from None
     if not extra["metadata.json"]:
         raise ModelFileError(f"{path} is a TorchScript file but not a deepmd_md model")
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,15 +92,21 @@ class DeepPot:
     def __init__(self, path: str, backend: str | None = None):
         self.path = str(path)
         self._module = self._pt2 = None
-        if self.path.endswith(".pth") and backend in (None, "torch"):
-            self._module, self.data, _ = _pth_extra(self.path)
+        src = self.path
+        if self.path.endswith(".pt"):  # a GROMACS module (export-gromacs): the model it carries
+            from deepmd_md.gromacs import extract_model
+
+            self._unpacked = tempfile.TemporaryDirectory()
+            src = extract_model(self.path, self._unpacked.name)
+        if src.endswith(".pth") and backend in (None, "torch"):
+            self._module, self.data, _ = _pth_extra(src)
             self.backend = "torch"
-        elif self.path.endswith(".pt2") and backend in (None, "torch"):
-            self._pt2, config = _pt2_load(self.path)
+        elif src.endswith(".pt2") and backend in (None, "torch"):
+            self._pt2, config = _pt2_load(src)
             self.data = {"config": config}
             self.backend = "torch"
         else:
-            self.data = load_model_data(self.path)
+            self.data = load_model_data(src)
             self.backend = backend or "torch"
             self._adapter = _adapter(self.backend)
             if self._adapter is not None:

@@ -35,8 +35,10 @@ def save_checkpoint(prefix: str, data: dict, opt_state: dict, step: int, rngs: d
     with open(os.path.join(d, ".checkpoint.tmp"), "w") as f:
         f.write(os.path.basename(path) + "\n")
     os.replace(os.path.join(d, ".checkpoint.tmp"), os.path.join(d, "checkpoint"))
-    olds = sorted(glob.glob(glob.escape(prefix) + "-*.ckpt"),
-                  key=lambda p: int(re.findall(r"-(\d+)\.ckpt$", p)[0]))
+    # only this prefix's numbered checkpoints rotate (`model.ckpt-2_updated.ckpt` of change-bias
+    # and other user files are left alone)
+    numbered = {p: re.search(r"-(\d+)\.ckpt$", p) for p in glob.glob(glob.escape(prefix) + "-*.ckpt")}
+    olds = sorted((p for p, m in numbered.items() if m), key=lambda p: int(numbered[p].group(1)))
     for p in olds[:-keep] if keep > 0 else []:
         os.unlink(p)
     return path

@@ -203,6 +203,32 @@ def test_export_formats(models, tmp_path):
     np.testing.assert_allclose(f1.numpy(), f0.numpy(), rtol=0, atol=1e-9 * float(f0.abs().max()))
 
 
+def test_every_tool_reads_the_gromacs_module(models, tmp_path):
+    """The .pt GROMACS runs is a model file like the others: DeepPot, `dpmd show` and `dpmd
+    freeze -c` read the frozen model it carries (the same numbers as its source)."""
+    from deepmd_md.infer.deep_pot import DeepPot
+    from deepmd_md.tree import flatten
+
+    export(models("se"), tmp_path / "g.pt")
+    x, types = frame()
+    b = (TRICLINIC.astype(np.float64) * 10.0).reshape(1, 9)
+    ref = DeepPot(str(models("se"))).eval(x.astype(np.float64).reshape(1, -1) * 10, b, types)
+    got = DeepPot(str(tmp_path / "g.pt")).eval(x.astype(np.float64).reshape(1, -1) * 10, b, types)
+    for r, g in zip(ref, got, strict=True):
+        np.testing.assert_array_equal(g, r)
+    show = subprocess.run([sys.executable, "-m", "deepmd_md.cli.main", "show", "g.pt"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert show.returncode == 0 and "type_map: ['O', 'H']" in show.stdout, show.stderr
+    fr = subprocess.run([sys.executable, "-m", "deepmd_md.cli.main", "freeze", "-c", "g.pt", "-o",
+                         "back.dp"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert fr.returncode == 0, fr.stderr
+    from deepmd_md.infer.deep_pot import load_model_data
+
+    a = flatten(load_model_data(str(tmp_path / "back.dp"))["params"])
+    want = flatten(load_model_data(str(models("se")))["params"])
+    assert all(np.array_equal(a[k], want[k]) for k in want)
+
+
 def dpmd(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "deepmd_md.cli.main", "export-gromacs", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)

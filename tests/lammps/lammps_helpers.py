@@ -114,20 +114,15 @@ def lmp_box(res: dict) -> np.ndarray:
 
 
 def python_devi(models, x, box, relative=None, relative_v=None):
-    """DeePMD-kit's model-deviation statistics of `models` on one frame, from DeepPot: the
-    [max, min, avg] of the virial and force deviations, and the per-atom force deviation."""
+    """DeePMD-kit's model-deviation statistics of `models` on one frame, from DeepPot and the
+    one definition `dpmd model-devi` uses (deepmd_md.tools.model_devi): the [max, min, avg] of
+    the virial and force deviations, and the per-atom force deviation. (tests/tools checks that
+    definition against an independent one.)"""
     from deepmd_md.infer.deep_pot import DeepPot
+    from deepmd_md.tools.model_devi import COLUMNS, deviation
 
-    fs, vs = [], []
-    for m in models:
-        _, f, v = DeepPot(str(m)).eval(x.reshape(1, -1), box.reshape(1, 9), water_types())
-        fs.append(f.reshape(-1, 3))
-        vs.append(v.reshape(9) / len(x))
-    fs, vs = np.array(fs), np.array(vs)
-    df = np.sqrt(np.mean(np.sum((fs - fs.mean(0)) ** 2, axis=-1), axis=0))
-    if relative is not None:
-        df = df / (np.linalg.norm(fs.mean(0), axis=-1) + relative)
-    dv = np.std(vs, axis=0)
-    if relative_v is not None:
-        dv = dv / (np.linalg.norm(vs.mean(0)) + relative_v)
-    return [dv.max(), dv.min(), np.sqrt(np.mean(dv**2)), df.max(), df.min(), df.mean()], df
+    outs = [DeepPot(str(m)).eval(x.reshape(1, -1), box.reshape(1, 9), water_types())
+            for m in models]
+    d = deviation(*(np.stack([o[i] for o in outs]) for i in range(3)), relative=relative,
+                  relative_v=relative_v)
+    return [d[c][0] for c in COLUMNS[:6]], d["devi_f"][0]

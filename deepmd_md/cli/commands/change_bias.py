@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from deepmd_md.formats import FORMATS
+
 NAME = "change-bias"
 HELP = "refit the per-type energy bias of a model or checkpoint on data"
 ORDER = 36
@@ -37,7 +39,8 @@ def add_arguments(p) -> None:
                    "torch)")
 
 
-FROZEN = (".pth", ".pt2", ".dp")
+# the frozen formats (deepmd_md.formats); any other suffix is a checkpoint, written back whole
+FROZEN = tuple(s for s, f in FORMATS.items() if f.write)
 
 
 def _systems(args) -> list[str]:
@@ -98,23 +101,15 @@ def run(args) -> int:
 
 
 def _write(data: dict, out: str, frozen: bool, trees: dict, extra: dict) -> None:
-    """A frozen format through `dpmd freeze` itself; a checkpoint with its training state."""
-    import argparse
-    import contextlib
-    import io
-    import tempfile
-
-    from deepmd_md.cli.commands import freeze
+    """A frozen format by its suffix (deepmd_md.formats); a checkpoint with its training state.
+    Both writers are atomic (temporary name, then rename)."""
+    from deepmd_md.formats import format_of, write_model
     from deepmd_md.serialize import save_dp
-    from deepmd_md.tools import staged_outputs
 
     if not frozen:
-        save_dp(data, out, extra_trees=trees, extra=extra)  # atomic (temp name, rename)
+        save_dp(data, out, extra_trees=trees, extra=extra)
         return
-    if out.endswith(".pt2"):
-        print(f"compiling {out} (AOTInductor; a minute or more)...", flush=True)
-    with tempfile.TemporaryDirectory() as tmp, staged_outputs() as stage:
-        dp = os.path.join(tmp, "model.dp")
-        save_dp(data, dp)
-        with contextlib.redirect_stdout(io.StringIO()):  # its "frozen tmp -> tmp" line
-            freeze.run(argparse.Namespace(checkpoint=dp, output=stage(out)))
+    fmt = format_of(out)
+    if fmt is not None and fmt.slow:
+        print(f"writing {out} ({fmt.slow}) ...", flush=True)
+    write_model(data, out)

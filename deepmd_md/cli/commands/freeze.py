@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from deepmd_md.errors import ConfigError, ModelFileError
+from deepmd_md.errors import ModelFileError
 
 NAME = "freeze"
 HELP = "freeze a checkpoint to .pth (TorchScript), .pt2 or .dp"
@@ -21,7 +21,6 @@ def add_arguments(p) -> None:
                    "write), .dp (backend-neutral HDF5) (default frozen_model.pth)")
 
 
-
 def _resolve_checkpoint(path: str) -> str:
     if os.path.isdir(path):
         pointer = os.path.join(path, "checkpoint")
@@ -35,36 +34,18 @@ def _resolve_checkpoint(path: str) -> str:
     return path
 
 
-_SLOW = {".pth": "TorchScript export, seconds", ".pt2": "AOTInductor compilation, typically "
-         "1-3 minutes"}
-
-
 def run(args) -> int:
     import time
 
-    from deepmd_md.infer.deep_pot import load_model_data
-    from deepmd_md.serialize import save_dp
+    from deepmd_md.formats import format_of, read_model, write_model
 
     ckpt = _resolve_checkpoint(args.checkpoint)
-    data = load_model_data(ckpt)  # a checkpoint, a .dp, or a .pth (which carries its .dp)
+    data = read_model(ckpt)  # any model file: a checkpoint, .dp, .pth, .pt2, ...
     out = args.output
-    suffix = os.path.splitext(out)[1]
-    if suffix in _SLOW:  # a line first: the .pt2 compile is silent for minutes otherwise
-        print(f"freezing {ckpt} -> {out} ({_SLOW[suffix]}) ...", flush=True)
+    fmt = format_of(out)
+    if fmt is not None and fmt.slow:  # a line first: the .pt2 compile is silent for minutes otherwise
+        print(f"freezing {ckpt} -> {out} ({fmt.slow}) ...", flush=True)
     t0 = time.perf_counter()
-    if out.endswith(".pth"):
-        from deepmd_md.backends.torch.freeze import freeze_pth
-
-        freeze_pth(data, out)
-    elif out.endswith(".pt2"):
-        try:
-            from deepmd_md.backends.torch.aoti import freeze_pt2
-        except ImportError as e:
-            raise ConfigError(f"cannot write .pt2: {e}") from None
-        freeze_pt2(data, out)
-    elif out.endswith(".dp"):
-        save_dp(data, out)
-    else:
-        raise ConfigError(f"unknown model format for {out}: use .pth, .pt2 or .dp")
+    write_model(data, out)
     print(f"frozen {ckpt} -> {out} in {time.perf_counter() - t0:.1f} s")
     return 0

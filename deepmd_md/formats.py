@@ -1,0 +1,126 @@
+"""Model file formats by suffix: one registry that every tool reads and writes through.
+
+`read_model(path) -> ModelData` (config, params, buffers) for every format we write, and
+`write_model(data, path)` for the frozen formats. Adding a format (TensorFlow `.pb`, Paddle, ...)
+is one entry here plus its backend folder; no tool lists suffixes itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deepmd_md.errors import ConfigError, ModelFileError
+
+
+@dataclass(frozen=True)
+class Format:
+    suffix: str
+    what: str                                  # for help texts and messages
+    read: Callable[[str], dict] | None         # path -> ModelData
+    write: Callable[[dict, str], None] | None  # (ModelData, path), atomic
+    slow: str = ""                             # said before a write that takes long
+
+
+def _read_dp(path: str) -> dict:
+    from deepmd_md.serialize import load_dp
+
+    return load_dp(path)
+
+
+def _write_dp(data: dict, path: str) -> None:
+    from deepmd_md.serialize import save_dp
+
+    save_dp({k: data[k] for k in ("config", "params", "buffers")}, path)
+
+
+def _read_pth(path: str) -> dict:
+    from deepmd_md.infer.deep_pot import _pth_extra
+
+    return _pth_extra(path)[1]
+
+
+def _write_pth(data: dict, path: str) -> None:
+    from deepmd_md.backends.torch.freeze import freeze_pth
+
+    freeze_pth(data, path)
+
+
+def _read_pt2(path: str) -> dict:
+    try:
+        from deepmd_md.backends.torch.aoti import read_pt2_model_data
+    except ImportError as e:
+        raise ModelFileError(f"cannot read {path}: a .pt2 needs PyTorch ({e})") from None
+    try:
+        return read_pt2_model_data(path)
+    except ValueError as e:
+        raise ModelFileError(f"{path}: {e}; this tool needs the weights: freeze the checkpoint "
+                             "again, or use the .pth or .dp frozen from it") from None
+    except RuntimeError as e:  # torch's zip reader on a file that is no archive
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"cannot read {path}: not a .pt2 package ({first})") from None
+
+
+def _write_pt2(data: dict, path: str) -> None:
+    try:
+        from deepmd_md.backends.torch.aoti import freeze_pt2
+    except ImportError as e:
+        raise ConfigError(f"cannot write .pt2: {e}") from None
+    freeze_pt2(data, path)
+
+
+def _read_gromacs(path: str) -> dict:
+    from deepmd_md.gromacs import extract_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_model(extract_model(path, tmp))
+
+
+FORMATS = {f.suffix: f for f in (
+    Format(".pth", "TorchScript, for LAMMPS, GROMACS and Python", _read_pth, _write_pth,
+           "TorchScript export, seconds"),
+    Format(".pt2", "AOTInductor, compiled for this CPU", _read_pt2, _write_pt2,
+           "AOTInductor compilation, typically 1-3 minutes"),
+    Format(".dp", "backend-neutral HDF5", _read_dp, _write_dp),
+    Format(".ckpt", "training checkpoint (HDF5)", _read_dp, None),
+    Format(".pt", "the GROMACS module of `dpmd export-gromacs`", _read_gromacs, None),
+)}
+
+READABLE = (", ".join(FORMATS) + "; DeePMD-kit's TensorFlow .pb, JAX .savedmodel and Paddle files "
+            "are not read yet")
+WRITABLE = ", ".join(s for s, f in FORMATS.items() if f.write)
+
+
+def format_of(path: str) -> Format | None:
+    return FORMATS.get(os.path.splitext(path)[1])
+
+
+def read_model(path: str) -> dict:
+    """ModelData of any model file we write (a checkpoint or .dp under any name is read too:
+    HDF5 with our format tag)."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file not found: {path}")
+    fmt = format_of(path)
+    if fmt is None and _is_hdf5(path):
+        fmt = FORMATS[".dp"]
+    if fmt is None or fmt.read is None:
+        raise ModelFileError(f"{path}: not a model format deepmd_md reads ({READABLE})")
+    return fmt.read(path)
+
+
+def write_model(data: dict, path: str) -> None:
+    """Freeze ModelData to `path` in the format its suffix names (atomically)."""
+    fmt = format_of(str(path))
+    if fmt is None or fmt.write is None:
+        raise ConfigError(f"unknown model format for {path}: use {WRITABLE}")
+    fmt.write(data, str(path))
+
+
+def _is_hdf5(path: str) -> bool:
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
