@@ -205,3 +205,29 @@ def test_server_killed_mid_run(ipi_bin, model, tmp_path):
             os.unlink(f"/tmp/ipi_{addr}")
     _one_line_error(subprocess.CompletedProcess([], rc, "", err),
                     "i-PI closed the connection without EXIT")
+
+
+@pytest.mark.parametrize("xml", ["nvt.xml", "nve.xml", "pimd.xml"])
+def test_example_inputs_run(ipi_bin, model, tmp_path, xml):
+    """examples/md/ipi: each i-PI input with its water.json runs (2 steps, the tiny model)."""
+    import re
+    import shutil
+
+    from ipi_helpers import REPO
+
+    ex = REPO / "examples" / "md" / "ipi"
+    addr = unique_address(xml.split(".")[0])
+    text = (ex / xml).read_text()
+    text = re.sub(r"<total_steps>\d+</total_steps>", "<total_steps>2</total_steps>", text)
+    text = text.replace("<address>dpmd_water</address>", f"<address>{addr}</address>")
+    shutil.copy(ex / "conf.xyz", tmp_path / "conf.xyz")
+    cfg = json.loads((ex / "water.json").read_text())
+    cfg.update(graph_file=str(model), host=addr)
+    (tmp_path / "water.json").write_text(json.dumps(cfg))
+    nbeads = int(re.search(r'nbeads="(\d+)"', text).group(1))
+    srv, clients = run_ipi(tmp_path, text, [tmp_path / "water.json"])
+    assert srv[0] == 0, srv[1][-2000:]
+    assert clients[0][0] == 0, clients[0]
+    assert f"i-PI sent EXIT after {3 * nbeads} evaluations" in clients[0][1], clients[0][1]
+    rows = read_props(tmp_path / xml.replace(".xml", ".out"))  # prefix = the name
+    assert rows.shape[0] == 1 and np.isfinite(rows).all()  # stride 10: step 0 only
