@@ -19,16 +19,15 @@ h.T are the vectors, as our boxes store them); `ih` its inverse (unused). The vi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from deepmd_md.config import load_config
 from deepmd_md.config.schema import Arg, normalize_tree
 from deepmd_md.errors import ConfigError, DPMDError
 
@@ -77,15 +76,7 @@ ARGS = (
 
 def load_input(path: str | os.PathLike) -> dict:
     """The checked input.json of `dpmd ipi` (ConfigError naming the key on any bad key)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: input file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a JSON object {{...}}")
+    data = load_config(path)  # the JSON checks every input file gets
     cfg = normalize_tree(data, ARGS)
     for key in ("graph_file", "coord_file"):
         if not os.path.isfile(cfg[key]):
