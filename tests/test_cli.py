@@ -431,3 +431,22 @@ def test_doc_train_input(tmp_path):
         missing = [k for k in used if k not in p.stdout]
         assert not missing, f"{example}: undocumented keys {missing}"
     assert "not supported yet" in p.stdout
+
+
+def test_every_option_has_help_and_version():
+    """`dpmd -h` lists every command module; each option of each has help text; --version
+    prints the package version."""
+    import argparse
+
+    from deepmd_md import __version__
+    from deepmd_md.cli.main import _parser
+    from deepmd_md.cli.registry import command_modules
+
+    parser, runs = _parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {m.NAME for m in command_modules()} == set(runs)
+    missing = [f"{name} {a.option_strings or a.dest}" for name, sp in sub.choices.items()
+               for a in sp._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+    assert not missing, f"options without help: {missing}"
+    r = subprocess.run(dpmd_argv("--version"), capture_output=True, text=True, env=dpmd_env())
+    assert r.returncode == 0 and r.stdout.strip() == f"dpmd (deepmd_md) {__version__}"

@@ -291,6 +291,7 @@ def test_pt2_carries_its_model(frozen, tmp_path):
     `dpmd freeze` re-freezes it, other backends and ASE evaluate it, `dpmd show` counts its
     parameters and `dpmd train --init-model` starts from it."""
     from ase import Atoms
+    from helpers import teacher_system
 
     from deepmd_md.calculators.ase import DP
     from deepmd_md.infer import DeepPot
@@ -310,6 +311,9 @@ def test_pt2_carries_its_model(frozen, tmp_path):
     assert r.returncode == 0, r.stderr
     assert flatten(load_dp(str(tmp_path / "again.dp"))["params"]).keys() == \
         flatten(data["params"]).keys()
+    sysdir = teacher_system(tmp_path / "sys", nf=2)
+    r = run_dpmd("test", "-m", str(path), "-s", str(sysdir), "--json", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["systems"][0]["nframes"] == 2, r.stderr
     r = run_dpmd("show", str(path), cwd=tmp_path)
     nparam = sum(np.asarray(v).size for v in flatten(data["params"]).values())
     assert r.returncode == 0 and f"parameters: {nparam}" in r.stdout, r.stdout + r.stderr
