@@ -228,6 +228,8 @@ def start_server(model: str, workdir: str, *, fparam=None, aparam=None, threads:
 
 
 def _on_signal(signum, frame):
+    """SIGTERM/SIGHUP: unwind through run_sander's cleanup, then exit 128 + signal."""
+    print(f"dpmd: stopped by {signal.Signals(signum).name}", file=sys.stderr)
     raise SystemExit(128 + signum)
 
 

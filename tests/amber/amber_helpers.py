@@ -193,55 +193,15 @@ def deeppot_eval(model, elements, coord):
 # -- models ------------------------------------------------------------------------------------
 
 def train_water_monomer(workdir: Path, numb_steps: int = 300) -> Path:
-    """A small se_e2_a model of one water molecule, trained on a harmonic O-H/H-O-H teacher (so
-    the NN water stays bound in MD): 300 frames, a few seconds of training; frozen to .pth."""
-    import torch
-    from helpers import write_system
+    """The toy water-monomer model of examples/md/amber/water/toy_model.py (a harmonic teacher,
+    so the NN water stays bound in MD), trained in a few seconds and frozen to .pth."""
+    import importlib.util
 
-    from deepmd_md.backends.torch.freeze import freeze_pth
-    from deepmd_md.config import normalize
-    from deepmd_md.serialize import load_dp
-    from deepmd_md.train.trainer import train
-
-    rng = np.random.default_rng(0)
-    nf, r0, th0 = 300, 0.9572, np.deg2rad(104.52)
-    r1, r2 = r0 + rng.normal(0, 0.04, (2, nf))
-    th = th0 + np.deg2rad(rng.normal(0, 6, nf))
-    x = np.zeros((nf, 3, 3))
-    x[:, 1, 0] = r1
-    x[:, 2, 0], x[:, 2, 1] = r2 * np.cos(th), r2 * np.sin(th)
-    for i in range(nf):
-        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        x[i] = x[i] @ q.T + rng.uniform(0, 3, 3)
-    xt = torch.tensor(x, requires_grad=True)
-    d1, d2 = xt[:, 1] - xt[:, 0], xt[:, 2] - xt[:, 0]
-    a, b = d1.norm(dim=-1), d2.norm(dim=-1)
-    ang = torch.acos((d1 * d2).sum(-1) / (a * b))
-    e = 22.0 * ((a - r0) ** 2 + (b - r0) ** 2) + 1.8 * (ang - th0) ** 2 - 470.0
-    (g,) = torch.autograd.grad(e.sum(), xt)
-    system = write_system(Path(workdir) / "monomer", x, [0, 1, 1], None, e.detach().numpy(),
-                          -g.numpy(), nopbc=True)
-    inp = {"model": {"type_map": ["O", "H"],
-                     "descriptor": {"type": "se_e2_a", "sel": [2, 4], "rcut": 4.0,
-                                    "rcut_smth": 0.5, "neuron": [8, 16], "axis_neuron": 4,
-                                    "seed": 1},
-                     "fitting_net": {"neuron": [16, 16], "seed": 1}},
-           "learning_rate": {"start_lr": 0.01, "decay_steps": 100, "stop_lr": 3e-4},
-           "loss": {"start_pref_e": 0.1, "limit_pref_e": 1, "start_pref_f": 100,
-                    "limit_pref_f": 10},
-           "training": {"training_data": {"systems": [str(system)], "batch_size": 8},
-                        "numb_steps": numb_steps, "seed": 1, "disp_freq": numb_steps,
-                        "save_freq": numb_steps, "save_ckpt": str(Path(workdir) / "model.ckpt"),
-                        "disp_file": str(Path(workdir) / "lcurve.out")}}
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
-        ckpt = train(normalize(inp), progress=False)
-    finally:
-        os.chdir(cwd)
-    out = Path(workdir) / "water_monomer.pth"
-    freeze_pth(load_dp(ckpt), str(out))
-    return out
+    spec = importlib.util.spec_from_file_location("amber_toy_model",
+                                                  EXAMPLES / "water" / "toy_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.train_water_monomer(Path(workdir), numb_steps)
 
 
 def chno_model(path: Path) -> Path:

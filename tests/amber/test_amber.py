@@ -43,7 +43,7 @@ MD_FORCES = """3 MD steps from rest, forces written every step
 NVE = """NVE, one flexible NN water in rigid TIP3P
  &cntrl
   imin=0, nstlim=300, dt=0.0005, ntpr=10, ntwx=0, cut=7.0, ntb=1,
-  ntt=0, tempi=300.0, ig=71277, ntc=2, ntf=2, ifqnt=1,
+  ntt=0, tempi=300.0, ig=71277, nscm=0, ntc=2, ntf=2, ifqnt=1,
  /
 """ + QMMM
 
