@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from deepmd_md.errors import ConfigError, DPMDError, ModelFileError
@@ -248,7 +249,8 @@ def run_sander(model: str, sander_args: list[str], *, sander: str | None = None,
         base = "/tmp"
     tmp = tempfile.mkdtemp(prefix="dpmd-amber-", dir=base)
     server = proc = None
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)} if main else {}
     try:
         if text != Path(mdin).read_text(errors="replace"):
             new = os.path.join(tmp, "mdin")
