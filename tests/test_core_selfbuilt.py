@@ -38,9 +38,9 @@ def frozen(request, tmp_path_factory):
     LIB.dpmd_model_free(model)
 
 
-def compute(model, coord, atype, box):
+def compute(model, coord, atype, box, expect_error: bool = False):
     """dpmd_compute on nat atoms, no ghosts, no neighbor list: (energy, force, virial,
-    atom_energy, atom_virial)."""
+    atom_energy, atom_virial); with expect_error, the core's error message instead."""
     nat = len(atype)
     x = np.ascontiguousarray(coord, dtype=np.float64)
     t = np.ascontiguousarray(atype, dtype=np.int32)
@@ -51,6 +51,9 @@ def compute(model, coord, atype, box):
     out = Output(force=force.ctypes.data_as(DP), atom_energy=ae.ctypes.data_as(DP),
                  atom_virial=av.ctypes.data_as(DP))
     rc = LIB.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out))
+    if expect_error:
+        assert rc != 0
+        return LIB.dpmd_last_error().decode()
     assert rc == 0, LIB.dpmd_last_error().decode()
     return out.energy, force, np.array(out.virial[:]), ae, av
 
@@ -123,3 +126,20 @@ def test_widened_ghost_shell(tmp_path):
         np.testing.assert_allclose(ae, np.asarray(rae).reshape(-1), rtol=0, atol=TOL * scale)
     finally:
         LIB.dpmd_model_free(model)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "box"])
+def test_non_finite_input_is_an_error(frozen, bad):
+    """A blown-up run hands the core NaN/inf coordinates: one error naming the atom, never a
+    crash in the cell list (it indexed out of bounds before) and never NaN forces."""
+    _, model = frozen
+    coord, atype, _ = random_frames(12, ORTHO_BOX, nf=1, seed=5)
+    coord, box = coord[0].copy(), np.array(ORTHO_BOX, dtype=np.float64)
+    if bad == "box":
+        box[4] = np.nan
+    else:
+        coord[7, 1] = np.nan if bad == "nan" else np.inf
+    msg = compute(model, coord, atype[0], box, expect_error=True)
+    assert "not finite" in msg and ("atom 7" in msg or bad == "box"), msg
+    e = compute(model, random_frames(12, ORTHO_BOX, nf=1, seed=5)[0][0], atype[0], ORTHO_BOX)[0]
+    assert np.isfinite(e)  # the model still works after the refusal

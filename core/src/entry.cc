@@ -1,6 +1,7 @@
 // deepmd_md core: dpmd_compute, and what the core does when the engine did not give it: its own
 // neighbor list and periodic images (compute_self), or, for message-passing models without an
 // exchange, the widened ghost shell (compute_widened). The evaluation itself: compute.cc.
+#include <cmath>
 #include <algorithm>
 #include <cstddef>
 #include <cstdio>
@@ -121,6 +122,20 @@ void compute_widened(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
 
 }  // namespace
 
+// NaN or inf coordinates (a run that blew up) would index the cell list out of bounds and
+// poison every sum: refuse them by name, whatever path follows.
+static void check_finite(const dpmd_input* in) {
+  if (!in->coord || in->nloc < 0 || in->nghost < 0) return;  // the paths report these
+  const int64_t n = int64_t(in->nloc) + in->nghost;
+  for (int64_t i = 0; i < 3 * n; ++i)
+    if (!std::isfinite(in->coord[i]))
+      throw std::runtime_error("coordinate " + std::to_string(i % 3) + " of atom " + std::to_string(i / 3) +
+                               " is not finite (NaN or inf): the input is corrupt or the run has blown up");
+  if (in->box)
+    for (int k = 0; k < 9; ++k)
+      if (!std::isfinite(in->box[k])) throw std::runtime_error("the box is not finite (NaN or inf)");
+}
+
 extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
   dpmd::set_error("");
   try {
@@ -128,6 +143,7 @@ extern "C" int dpmd_compute(dpmd_model* m, const dpmd_input* in, dpmd_output* ou
     if (in->size < offsetof(dpmd_input, mapping) || out->size < sizeof(dpmd_output))
       throw std::runtime_error("dpmd_input.size / dpmd_output.size not set: initialise them with "
                                "DPMD_INPUT_INIT / DPMD_OUTPUT_INIT (C API " + std::to_string(DPMD_C_API_VERSION) + ")");
+    check_finite(in);
     if (widened_shell(m, in))
       compute_widened(m, in, out);
     else if (in->ilist)
