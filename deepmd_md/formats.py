@@ -7,6 +7,7 @@ is one entry here plus its backend folder; no tool lists suffixes itself.
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,10 +19,32 @@ from deepmd_md.errors import ConfigError, ModelFileError
 @dataclass(frozen=True)
 class Format:
     suffix: str
-    what: str                                  # for help texts and messages
-    read: Callable[[str], dict] | None         # path -> ModelData
-    write: Callable[[dict, str], None] | None  # (ModelData, path), atomic
-    slow: str = ""                             # said before a write that takes long
+    what: str              # for help texts and messages
+    read: Reader | None    # path -> ModelData
+    write: Writer | None   # (ModelData, path), atomic
+    slow: str = ""         # said before a write that takes long
+    backend: str = ""      # the framework it needs (deepmd_md.backends.REGISTRY), "" for none
+
+
+Reader = Callable[[str], dict] | str   # a function, or "module:function" imported on first use
+Writer = Callable[[dict, str], None] | str
+
+
+def _resolve(fn, suffix: str):
+    """A registry entry's function; "module:function" strings are imported when used, so that a
+    format's framework is imported only for that format (a missing one names its extra)."""
+    if not isinstance(fn, str):
+        return fn
+    module, name = fn.split(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        from deepmd_md.backends import REGISTRY
+
+        b = REGISTRY.get(FORMATS[suffix].backend)
+        hint = f"; pip install 'deepmd-md[{b.extra}]'" if b and b.extra else ""
+        raise ConfigError(f"{suffix} files need {FORMATS[suffix].backend or module} ({e}){hint}") \
+            from None
 
 
 def _read_dp(path: str) -> dict:
@@ -80,16 +103,24 @@ def _read_gromacs(path: str) -> dict:
 
 FORMATS = {f.suffix: f for f in (
     Format(".pth", "TorchScript, for LAMMPS, GROMACS and Python", _read_pth, _write_pth,
-           "TorchScript export, seconds"),
+           "TorchScript export, seconds", "torch"),
     Format(".pt2", "AOTInductor, compiled for this CPU", _read_pt2, _write_pt2,
-           "AOTInductor compilation, typically 1-3 minutes"),
+           "AOTInductor compilation, typically 1-3 minutes", "torch"),
+    Format(".pb", "TensorFlow frozen graph, for LAMMPS and Python",
+           "deepmd_md.backends.tensorflow.freeze:read_pb",
+           "deepmd_md.backends.tensorflow.freeze:freeze_pb", "TensorFlow export", "tensorflow"),
+    Format(".savedmodel", "JAX through jax2tf (a TensorFlow SavedModel folder)",
+           "deepmd_md.backends.jax.savedmodel:read_savedmodel",
+           "deepmd_md.backends.jax.savedmodel:freeze_savedmodel", "jax2tf export", "jax"),
+    Format(".json", "Paddle inference model (.json + .pdiparams beside it)",
+           "deepmd_md.backends.paddle.freeze:read_paddle",
+           "deepmd_md.backends.paddle.freeze:freeze_paddle", "Paddle export", "paddle"),
     Format(".dp", "backend-neutral HDF5", _read_dp, _write_dp),
     Format(".ckpt", "training checkpoint (HDF5)", _read_dp, None),
     Format(".pt", "the GROMACS module of `dpmd export-gromacs`", _read_gromacs, None),
 )}
 
-READABLE = (", ".join(FORMATS) + "; DeePMD-kit's TensorFlow .pb, JAX .savedmodel and Paddle files "
-            "are not read yet")
+READABLE = ", ".join(FORMATS) + " (DeePMD-kit's own model files: `dpmd convert-backend`)"
 WRITABLE = ", ".join(s for s, f in FORMATS.items() if f.write)
 
 
@@ -108,7 +139,7 @@ def read_model(path: str) -> dict:
         fmt = FORMATS[".dp"]
     if fmt is None or fmt.read is None:
         raise ModelFileError(f"{path}: not a model format deepmd_md reads ({READABLE})")
-    return fmt.read(path)
+    return _resolve(fmt.read, fmt.suffix)(path)
 
 
 def write_model(data: dict, path: str) -> None:
@@ -116,7 +147,7 @@ def write_model(data: dict, path: str) -> None:
     fmt = format_of(str(path))
     if fmt is None or fmt.write is None:
         raise ConfigError(f"unknown model format for {path}: use {WRITABLE}")
-    fmt.write(data, str(path))
+    _resolve(fmt.write, fmt.suffix)(data, str(path))
 
 
 def _is_hdf5(path: str) -> bool:

@@ -232,11 +232,11 @@ def case_freeze_corrupt_checkpoint(d):
 
 
 def case_test_foreign_format(d):
-    """A DeePMD-kit TensorFlow graph: the message says what is read instead."""
+    """A file of a format nobody here writes: the message says what is read instead."""
     small_system(d / "sys")
-    (d / "graph.pb").write_bytes(np.random.default_rng(4).bytes(300))
-    return ["test", "-m", "graph.pb", "-s", "sys"], ["graph.pb", "not a model format", ".pth",
-                                                      ".pt2", ".dp"]
+    (d / "model.onnx").write_bytes(np.random.default_rng(4).bytes(300))
+    return ["test", "-m", "model.onnx", "-s", "sys"], ["model.onnx", "not a model format",
+                                                        ".pth", ".pt2", ".dp"]
 
 
 def case_show_torchscript_not_ours(d):
@@ -252,7 +252,7 @@ def case_freeze_unknown_output(d):
     from deepmd_md.serialize import save_dp
 
     save_dp(init_model(model_config(), 1), str(d / "model.dp"))
-    return ["freeze", "-c", "model.dp", "-o", "out.pb"], ["out.pb", ".pth, .pt2, .dp"]
+    return ["freeze", "-c", "model.dp", "-o", "out.onnx"], ["out.onnx", ".pth, .pt2"]
 
 
 def case_test_nan_coordinates(d):

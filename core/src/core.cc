@@ -14,6 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "internal.h"
@@ -137,6 +138,13 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
+// Frozen formats the core loads: suffix -> framework, whose backend is libdpmd_backend_<fw>.so
+// (dlopened on first use). A new format is one row here plus its backend library.
+constexpr std::pair<const char*, const char*> kFormats[] = {
+    {".pth", "torch"},
+    {".pt2", "torch"},
+};
+
 // local atoms per backend call (DPMD_MD_CHUNK overrides; 0 = all at once)
 constexpr int kDefaultChunk = 128;
 
@@ -189,10 +197,13 @@ dpmd_model* dpmd_model_load(const char* path_c) {
     if (!f) throw std::runtime_error("cannot open model file '" + path + "': " + std::strerror(errno));
     std::fclose(f);
     std::string fw;
-    if (ends_with(path, ".pth") || ends_with(path, ".pt2"))
-      fw = "torch";
-    else
-      throw std::runtime_error("unknown model file type '" + path + "' (expected .pth or .pt2)");
+    for (const auto& [suffix, framework] : kFormats)
+      if (ends_with(path, suffix)) fw = framework;
+    if (fw.empty()) {
+      std::string known;
+      for (const auto& [suffix, framework] : kFormats) known += std::string(known.empty() ? "" : ", ") + suffix;
+      throw std::runtime_error("unknown model file type '" + path + "' (expected " + known + ")");
+    }
     BackendLib& lib = load_backend_lib(fw);
     char err[4096] = {0};
     dpmd::Backend* b = lib.create(path.c_str(), err, sizeof(err));

@@ -3,10 +3,9 @@ function of (coord, strain), and forces/virial from its two gradients. Adapters 
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
-
 from deepmd_md import keys
 from deepmd_md.model.frames import frame_atom_energy
+from deepmd_md.model.xp import array_namespace
 
 
 def total_energy(config, params, buffers, coord, strain, prep):

@@ -266,8 +266,6 @@ def fold_lower(lo: dict, ext_coord, mapping, nat: int) -> dict:
 
 
 def _adapter(name: str):
-    if name == "numpy":
-        return None
-    from deepmd_md.train.trainer import load_backend
+    from deepmd_md.backends import load_adapter
 
-    return load_backend(name)
+    return load_adapter(name)

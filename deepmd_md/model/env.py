@@ -6,7 +6,7 @@ PyTorch and JAX. Comparisons use the real part so complex-step perturbations pas
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
+from deepmd_md.model.xp import array_namespace
 
 
 def real(x):

@@ -4,9 +4,10 @@ fixed per-type bias (least-squares fit of the training energies, see data.stats)
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace, is_jax_namespace
+from array_api_compat import is_jax_namespace
 
 from deepmd_md.model.nn import apply_net, init_net
+from deepmd_md.model.xp import array_namespace
 
 
 def init_params(cfg: dict, dim_in: int, ntypes: int, rng: np.random.Generator, dtype,

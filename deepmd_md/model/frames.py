@@ -9,11 +9,11 @@ owners and -dE/dstrain is the virial: no scatter-add, hence one code path for ev
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md import keys
 from deepmd_md.model.env import format_nlist, gather_rows
 from deepmd_md.model.model import atomic_outputs, mixed_of, rcut_of, sel_key_of, sel_of
+from deepmd_md.model.xp import array_namespace
 
 
 def prepare_frames(config: dict, coord, atype, box, check_sel: bool = True) -> dict:

@@ -11,10 +11,10 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model import descriptors, fitting
 from deepmd_md.model.comm import MappingExchange
+from deepmd_md.model.xp import array_namespace
 
 FORMAT = "deepmd_md.model"
 VERSION = 2  # 2: descriptor statistics under buffers/descriptor (1: at the top level)

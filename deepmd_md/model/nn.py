@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model.env import real
+from deepmd_md.model.xp import array_namespace
 
 ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf", "linear", "none",
                "silu", "silut", "custom_silu")  # silut / custom_silu take ":threshold" (default 3)

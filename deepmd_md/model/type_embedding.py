@@ -11,9 +11,9 @@ activation_function of the type net (`tebd_activation`, default "tanh"), resnet_
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model.nn import apply_net, init_net
+from deepmd_md.model.xp import array_namespace
 
 
 def init_params(tebd_dim: int, ntypes: int, rng: np.random.Generator, dtype,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from array_api_compat import array_namespace
-
 from deepmd_md import keys
+from deepmd_md.model.xp import array_namespace
 
 
 def exp_lr(cfg: dict, numb_steps: int):

@@ -3,8 +3,7 @@ live in a framework-neutral checkpoint."""
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
-
+from deepmd_md.model.xp import array_namespace
 from deepmd_md.tree import tree_map
 
 B1, B2, EPS = 0.9, 0.999, 1e-8

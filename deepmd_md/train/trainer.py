@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import math
 import sys
 import time
@@ -18,6 +17,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from deepmd_md.backends import REGISTRY, load_adapter
 from deepmd_md.errors import ConfigError
 from deepmd_md.model.model import init_model
 from deepmd_md.serialize import load_dp
@@ -44,14 +44,8 @@ __all__ = ["train", "load_backend", "use_compile", "save_checkpoint", "LCurve"]
 
 
 def load_backend(name: str):
-    if name not in ("torch", "jax"):
-        raise ConfigError(f"unknown backend {name!r}; choose torch or jax")
-    try:
-        return importlib.import_module(f"deepmd_md.backends.{name}.adapter")
-    except ImportError as e:
-        raise ConfigError(
-            f"backend {name!r} is not installed ({e}); pip install 'deepmd-md[{name}]'"
-        ) from None
+    """The training adapter of backend `name` (deepmd_md.backends.REGISTRY)."""
+    return load_adapter(name, trains=True)
 
 
 COMPILE_AUTO_STEPS = 2000  # "auto": a cold compile (~1 min) pays for itself well before this
@@ -59,7 +53,7 @@ COMPILE_AUTO_STEPS = 2000  # "auto": a cold compile (~1 min) pays for itself wel
 
 def use_compile(setting, backend_name: str, steps_left: int) -> bool:
     """Whether the training step is compiled: JAX always; torch per training/compile."""
-    if backend_name == "jax":
+    if REGISTRY[backend_name].always_compiled:
         return True
     if setting == "auto":
         return steps_left >= COMPILE_AUTO_STEPS

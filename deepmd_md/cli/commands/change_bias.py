@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from deepmd_md.backends import names
 from deepmd_md.formats import FORMATS
 
 NAME = "change-bias"
@@ -34,7 +35,7 @@ def add_arguments(p) -> None:
                    help="output; the suffix picks the format (.pth, .pt2, .dp, or the input "
                    "checkpoint's own suffix, which keeps its training state) (default: "
                    "INPUT with _updated before the suffix)")
-    p.add_argument("--backend", default=None, choices=("torch", "jax", "numpy"),
+    p.add_argument("--backend", default=None, choices=names(),
                    help="framework that evaluates .dp/checkpoints in change mode (default: "
                    "torch)")
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from deepmd_md.backends import names
+
 NAME = "model-devi"
 HELP = "model deviation (force/virial/energy spread) of several models on systems"
 ORDER = 35
@@ -26,7 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--relative_v", "--relative-v", dest="relative_v", type=float, default=None,
                    metavar="LEVEL",
                    help="relative virial deviation: divide by |mean virial/natoms| + LEVEL")
-    p.add_argument("--backend", "-b", default=None, choices=("torch", "jax", "numpy"),
+    p.add_argument("--backend", "-b", default=None, choices=names(),
                    help="framework to evaluate .dp/checkpoints with (default: torch)")
 
 

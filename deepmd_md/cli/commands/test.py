@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from deepmd_md.backends import names
+
 NAME = "test"
 HELP = "energy/force/virial errors of a model on systems"
 ORDER = 30
@@ -21,7 +23,7 @@ def add_arguments(p) -> None:
                    ".v.out, .v_peratom.out (and .s.out, the stress, for periodic systems with "
                    "virial labels): labels and predictions per frame/atom, systems appended")
     p.add_argument("--json", action="store_true", help="print results as JSON")
-    p.add_argument("--backend", "-b", default=None, choices=("torch", "jax", "numpy"),
+    p.add_argument("--backend", "-b", default=None, choices=names(),
                    help="framework to evaluate with (default: the model file's own); numpy is "
                    "the slow complex-step reference, for checking, not for speed")
 

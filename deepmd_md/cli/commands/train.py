@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deepmd_md.backends import names
 from deepmd_md.errors import ConfigError
 
 NAME = "train"
@@ -12,7 +13,7 @@ ORDER = 10
 def add_arguments(p) -> None:
     p.add_argument("input", help="input.json (DeePMD-kit v3 schema; reference: docs/input.md "
                    "or `dpmd doc-train-input`)")
-    p.add_argument("--backend", "-b", default="torch", choices=("torch", "jax"),
+    p.add_argument("--backend", "-b", default="torch", choices=names(trains=True),
                    help="framework to train with (default torch)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--restart", metavar="CKPT",

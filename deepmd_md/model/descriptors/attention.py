@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model.env import real
+from deepmd_md.model.xp import array_namespace
 
 SHIFT = 20.0  # the smooth attention's logit shift
 NORM_EPS = 1e-12

@@ -16,7 +16,6 @@ block, over that block's list; a block with set_davg_zero keeps only dstd (its m
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model import type_embedding
 from deepmd_md.model.comm import require_comm
@@ -24,6 +23,7 @@ from deepmd_md.model.descriptors import repformer, se_atten, three_body
 from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
 from deepmd_md.model.env import gather_neighbors, sub_nlist
 from deepmd_md.model.nn import init_net
+from deepmd_md.model.xp import array_namespace
 
 TYPES = ("dpa2",)
 ALIASES: dict = {}

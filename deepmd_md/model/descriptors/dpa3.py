@@ -16,7 +16,6 @@ An atom's energy therefore sees nlayers * e_rcut far (receptive_field).
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.errors import ConfigError
 from deepmd_md.model import type_embedding
@@ -25,6 +24,7 @@ from deepmd_md.model.descriptors import repflow
 from deepmd_md.model.descriptors.stats import env_stats_from_sums
 from deepmd_md.model.env import gather_rows
 from deepmd_md.model.nn import activate
+from deepmd_md.model.xp import array_namespace
 
 TYPES = ("dpa3",)
 ALIASES: dict = {}

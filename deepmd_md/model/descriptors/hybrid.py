@@ -9,10 +9,9 @@ per member, "0", "1", ... (lists in the tree)."""
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
-
 from deepmd_md.errors import ConfigError
 from deepmd_md.model import descriptors
+from deepmd_md.model.xp import array_namespace
 
 TYPES = ("hybrid",)
 ALIASES: dict = {}

@@ -34,10 +34,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model.env import gather_rows, real
 from deepmd_md.model.nn import activate
+from deepmd_md.model.xp import array_namespace
 
 ANGLE_SCALE = (1.0 - 1e-6) / math.sqrt(math.pi)  # angle input = ANGLE_SCALE * cos(theta)
 UNIT_EPS = 1e-6  # unit vectors of the angle input: d / (r + UNIT_EPS)

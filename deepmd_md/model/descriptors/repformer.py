@@ -32,10 +32,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model.env import env_matrix, gather_rows, neighbor_vectors, real, switch
 from deepmd_md.model.nn import activate
+from deepmd_md.model.xp import array_namespace
 
 EPS = 1e-4  # in the non-smooth neighbor-count normalisations
 SHIFT = 20.0  # smooth attention: logits (l + SHIFT) w_j w_k - SHIFT

@@ -23,13 +23,13 @@ of atom 0 (not permutation invariant) and exclude_types is not continuous at rcu
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.model import type_embedding
 from deepmd_md.model.descriptors import attention
 from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
 from deepmd_md.model.env import env_matrix, gather_neighbors, neighbor_vectors, switch
 from deepmd_md.model.nn import apply_net, init_net
+from deepmd_md.model.xp import array_namespace
 
 TYPES = ("se_atten", "se_atten_v2")
 ALIASES = {"dpa1": "se_atten"}

@@ -9,12 +9,12 @@ The neighbor list must be type-blocked (see env.format_nlist): block t = sel[t] 
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from deepmd_md.errors import ConfigError
 from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
 from deepmd_md.model.env import env_matrix
 from deepmd_md.model.nn import apply_embedding_fm, init_net
+from deepmd_md.model.xp import array_namespace
 
 TYPES = ("se_e2_a", "se_e2_r")
 

@@ -12,11 +12,10 @@ Padded slots have r = 0 (c = 0), so they add nothing; no mask is needed.
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
-
 from deepmd_md.model import type_embedding
 from deepmd_md.model.env import gather_neighbors
 from deepmd_md.model.nn import activate, apply_net, has_residual, init_net
+from deepmd_md.model.xp import array_namespace
 
 
 def init_params(neuron: list[int], tebd_dim: int, resnet_dt: bool, rng, dtype) -> dict:
