@@ -143,6 +143,9 @@ bool ends_with(const std::string& s, const std::string& suf) {
 constexpr std::pair<const char*, const char*> kFormats[] = {
     {".pth", "torch"},
     {".pt2", "torch"},
+    {".pb", "tensorflow"},           // TensorFlow frozen graph
+    {".savedmodel", "tensorflow"},   // JAX through jax2tf: a SavedModel folder, run by TensorFlow
+    {".json", "paddle"},             // Paddle inference model (+ .pdiparams beside it)
 };
 
 // local atoms per backend call (DPMD_MD_CHUNK overrides; 0 = all at once)
