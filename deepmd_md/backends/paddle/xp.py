@@ -188,9 +188,28 @@ def mean(x, axis=None, keepdims: bool = False):
     return paddle.mean(x, axis=_axes(axis), keepdim=keepdims)
 
 
+def _extreme(x, axis, keepdims: bool, arg):
+    """max/min as a gather at the arg-extreme index: paddle's max_grad/min_grad have no
+    gradient of their own, a gather does (force training differentiates twice)."""
+    if axis is None:
+        x, axis = paddle.reshape(x, [-1]), 0
+    if isinstance(axis, tuple):  # move the reduced axes last, merge them
+        axes = [a % x.ndim for a in axis]
+        keep = [d for d in range(x.ndim) if d not in axes]
+        y = paddle.transpose(x, keep + axes)
+        y = paddle.reshape(y, [int(x.shape[d]) for d in keep] + [-1])
+        out = _extreme(y, -1, False, arg)
+        if keepdims:
+            out = paddle.reshape(out, [1 if d in axes else int(x.shape[d]) for d in range(x.ndim)])
+        return out
+    idx = arg(x, axis=axis, keepdim=True)
+    out = paddle.take_along_axis(x, idx, axis, broadcast=False)
+    return out if keepdims else paddle.squeeze(out, axis=axis)
+
+
 def max(x, axis=None, keepdims: bool = False):  # noqa: A001
-    return paddle.max(x, axis=_axes(axis), keepdim=keepdims)
+    return _extreme(x, axis, keepdims, paddle.argmax)
 
 
 def min(x, axis=None, keepdims: bool = False):  # noqa: A001
-    return paddle.min(x, axis=_axes(axis), keepdim=keepdims)
+    return _extreme(x, axis, keepdims, paddle.argmin)
