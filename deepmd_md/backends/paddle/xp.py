@@ -19,8 +19,11 @@ complex64 = paddle.complex64
 complex128 = paddle.complex128
 
 
-def is_array(x) -> bool:  # noqa: A001
-    return isinstance(x, paddle.Tensor)
+_ARRAY_TYPES = (paddle.Tensor, paddle.pir.Value)  # eager tensors, static-graph values (freeze)
+
+
+def is_array(x) -> bool:
+    return isinstance(x, _ARRAY_TYPES)
 
 
 def _dtype(dtype):
@@ -30,8 +33,9 @@ def _dtype(dtype):
     return paddle.base.framework.convert_np_dtype_to_dtype_(np.dtype(dtype))
 
 
-def _shape(shape) -> list[int]:
-    return [int(s) for s in shape]
+def _shape(shape) -> list:
+    """A paddle shape list; runtime sizes (0-d Values, when freezing) stay symbolic."""
+    return [s if isinstance(s, paddle.pir.Value) else int(s) for s in shape]
 
 
 def _axes(axis):

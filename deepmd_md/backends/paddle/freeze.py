@@ -1,0 +1,223 @@
+"""Freeze a model to a Paddle inference program: `NAME.json` (the PIR program) + `NAME.pdiparams`
+(its weights) beside it, the files Paddle Inference (Python and C++) loads.
+
+The program is forward_lower for one frame with every size dynamic, forces by paddle.grad inside:
+
+    inputs  extended_coord [1, nall, 3] f64, extended_atype [1, nall] i64,
+            nlist [1, nloc, nnei] i64 (raw: any order, -1 padded, atoms beyond rcut allowed),
+            mapping [1, nall] i64 (message-passing models only: owner < nloc of each atom)
+    outputs atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
+            extended_virial [1, nall, 9]   (all f64, in this order)
+
+One logical model: the `.json` also carries, under the key "deepmd_md" (Paddle ignores keys it
+does not know), the metadata the C++ core reads (metadata.json of the other formats) and the
+backend-neutral model (`.dp` bytes, base64) that `read_paddle` returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from deepmd_md.errors import ModelFileError
+from deepmd_md.model.model import (
+    OUTPUTS,
+    atomic_outputs,
+    message_passing_of,
+    mixed_of,
+    model_dtype,
+    rcut_of,
+    sel_of,
+)
+from deepmd_md.serialize import load_dp, save_dp
+from deepmd_md.tree import flatten, unflatten
+
+PADDLE_FORMAT = "deepmd_md.paddle"
+PADDLE_VERSION = 1
+KEY = "deepmd_md"  # the .json's own key for metadata and the .dp
+INPUTS = ("extended_coord", "extended_atype", "nlist", "mapping")
+OUTPUT_NAMES = ("atom_energy", "energy", "extended_force", "virial", "extended_virial")
+
+
+def metadata(data: dict) -> dict:
+    """What the C++ core reads (docs/core_contract.md): no blocked entry, no exchange op (a
+    message-passing model runs in one domain, given `mapping`)."""
+    cfg = data["config"]
+    return {
+        "format": PADDLE_FORMAT, "version": PADDLE_VERSION, "type_map": list(cfg["type_map"]),
+        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
+        "dim_fparam": 0, "dim_aparam": 0,
+        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
+        "message_passing": message_passing_of(cfg), "blocked": False,
+        "mixed_types": mixed_of(cfg),
+        "inputs": list(INPUTS[:4 if message_passing_of(cfg) else 3]),
+        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
+                             "c_differentiable": o.c_differentiable} for o in OUTPUTS},
+    }
+
+
+def _example(ntypes: int, width: int):
+    """A tiny extended frame (6 atoms, 3 local) to trace on: coord, atype, nlist, mapping."""
+    rng = np.random.default_rng(0)
+    nall, nloc = 6, 3
+    coord = rng.random((1, nall, 3)) * 2.0
+    atype = (np.arange(nall) % ntypes).reshape(1, nall)
+    nlist = np.array([[[j for j in range(nall) if j != i] + [-1] * (width - nall + 1)
+                       for i in range(nloc)]])
+    mapping = (np.arange(nall) % nloc).reshape(1, nall)
+    return coord, atype, nlist, mapping
+
+
+def build_program(data: dict):
+    """(main program, startup program, feed Values, fetch Values) of forward_lower."""
+    import paddle
+
+    from deepmd_md.backends.paddle import adapter  # noqa: F401 - registers the Paddle shim
+    from deepmd_md.backends.paddle.trace import DUAL, Dual, is_dual
+    from deepmd_md.model.xp import register_namespace
+
+    register_namespace(is_dual, DUAL)
+    cfg = data["config"]
+    mp = message_passing_of(cfg)
+    width = max(sel_of(cfg))
+    ex = _example(len(cfg["type_map"]), width + 2)
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        feeds = [paddle.static.data(INPUTS[0], [1, -1, 3], "float64"),
+                 paddle.static.data(INPUTS[1], [1, -1], "int64"),
+                 paddle.static.data(INPUTS[2], [1, -1, -1], "int64")]
+        if mp:
+            feeds.append(paddle.static.data(INPUTS[3], [1, -1], "int64"))
+        coord = feeds[0]
+        coord.stop_gradient = False
+        trees = {}
+        for tree in ("params", "buffers"):
+            leaves = {}
+            for i, (path, v) in enumerate(flatten(data[tree]).items()):
+                v = np.ascontiguousarray(v)
+                p = paddle.static.create_parameter(
+                    list(v.shape), str(v.dtype), name=f"{tree}_{i}",
+                    default_initializer=paddle.nn.initializer.Assign(v))
+                p.stop_gradient = True
+                leaves[path] = Dual(v, p)
+            trees[tree] = unflatten(leaves)
+        # the raw list always gets `width` empty slots more: the traced branch (no padding
+        # inside format_nlist) then holds for any runtime width, as for the example's
+        nloc_rt = paddle.shape(feeds[2])[1]
+        pad_s = paddle.full(paddle.stack([paddle.to_tensor(1, "int64"), nloc_rt,
+                                          paddle.to_tensor(width, "int64")]), -1, "int64")
+        nlist_s = paddle.concat([feeds[2], pad_s], axis=2)
+        nlist_e = np.concatenate([ex[2], np.full((1, 3, width), -1)], axis=2)
+        d = [Dual(ex[0], coord), Dual(ex[1], feeds[1]), Dual(nlist_e, nlist_s)]
+        mapping = Dual(ex[3], feeds[3]) if mp else None
+        ae = atomic_outputs(cfg, trees["params"], trees["buffers"], *d, raw_nlist=True,
+                            mapping=mapping)["energy"].s
+        ae = paddle.cast(ae, "float64")
+        (grad,) = paddle.static.gradients([paddle.sum(ae)], [coord])
+        force = -grad
+        atom_virial = paddle.reshape(paddle.unsqueeze(coord, -1) * paddle.unsqueeze(force, -2),
+                                     [1, -1, 9])
+        fetches = [ae, paddle.sum(ae, axis=-1), force, paddle.sum(atom_virial, axis=1),
+                   atom_virial]
+    return main, startup, feeds, fetches
+
+
+def freeze_paddle(data: dict, path: str) -> None:
+    """Write `path` (.json, the program + metadata + model.dp) and the .pdiparams beside it;
+    both appear at once (written under temporary names, then renamed, .pdiparams first)."""
+    import paddle
+
+    if not str(path).endswith(".json"):
+        raise ValueError(f"a Paddle model is NAME.json (+ NAME.pdiparams), got {path}")
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    paddle.enable_static()
+    try:
+        main, startup, feeds, fetches = build_program(data)
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-paddle-") as tmp:
+            prefix = os.path.join(tmp, "model")
+            scope = paddle.static.Scope()
+            with paddle.static.scope_guard(scope):
+                exe.run(startup)
+                paddle.static.save_inference_model(prefix, feeds, fetches, exe, program=main)
+            dp = os.path.join(tmp, "model.dp")
+            save_dp(data, dp)
+            with open(prefix + ".json") as f:
+                program = json.load(f)
+            with open(dp, "rb") as f:
+                program[KEY] = {"metadata": metadata(data),
+                                "model.dp": base64.b64encode(f.read()).decode("ascii")}
+            with open(prefix + ".json", "w") as f:
+                json.dump(program, f)
+            os.replace(prefix + ".pdiparams", path[: -len(".json")] + ".pdiparams")
+            os.replace(prefix + ".json", path)
+    finally:
+        paddle.disable_static()
+
+
+def _own_part(path: str) -> dict:
+    try:
+        with open(path) as f:
+            program = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"cannot read {path}: not a Paddle model .json ({e})") from None
+    if not isinstance(program, dict) or KEY not in program:
+        raise ModelFileError(f"{path}: a .json without deepmd_md's model (not frozen by "
+                             "`dpmd freeze -o NAME.json`)")
+    return program[KEY]
+
+
+def read_metadata(path: str) -> dict:
+    return _own_part(path)["metadata"]
+
+
+def read_paddle(path: str) -> dict:
+    """ModelData of a frozen .json (the .dp it carries; needs no Paddle)."""
+    own = _own_part(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        dp = os.path.join(tmp, "model.dp")
+        with open(dp, "wb") as f:
+            f.write(base64.b64decode(own["model.dp"]))
+        return load_dp(dp)
+
+
+class Predictor:
+    """A frozen .json run by Paddle Inference from Python (the C++ backend's route):
+    `lower(ext_coord, ext_atype, nlist, mapping)` frame by frame, NumPy in and out."""
+
+    def __init__(self, path: str):
+        import paddle.inference as pi
+
+        self.metadata = read_metadata(path)
+        params = path[: -len(".json")] + ".pdiparams"
+        if not os.path.isfile(params):
+            raise ModelFileError(f"{path}: its weights {params} are missing")
+        cfg = pi.Config(path, params)
+        cfg.disable_mkldnn()  # oneDNN kernels change fp64 results and thread counts
+        cfg.disable_glog_info()
+        cfg.set_cpu_math_library_num_threads(1)
+        self._pred = pi.create_predictor(cfg)
+        self._inputs = self._pred.get_input_names()
+
+    def lower(self, ext_coord, ext_atype, nlist, mapping=None) -> dict:
+        outs = []
+        for f in range(ext_coord.shape[0]):
+            vals = {INPUTS[0]: np.ascontiguousarray(ext_coord[f:f + 1], dtype=np.float64),
+                    INPUTS[1]: np.ascontiguousarray(ext_atype[f:f + 1], dtype=np.int64),
+                    INPUTS[2]: np.ascontiguousarray(nlist[f:f + 1], dtype=np.int64)}
+            if INPUTS[3] in self._inputs:
+                vals[INPUTS[3]] = np.ascontiguousarray(mapping[f:f + 1], dtype=np.int64)
+            for name in self._inputs:
+                h = self._pred.get_input_handle(name)
+                h.reshape(list(vals[name].shape))
+                h.copy_from_cpu(vals[name])
+            self._pred.run()
+            names = self._pred.get_output_names()
+            outs.append({k: self._pred.get_output_handle(n).copy_to_cpu()
+                         for k, n in zip(OUTPUT_NAMES, names, strict=True)})
+        return {k: np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES}
