@@ -10,8 +10,8 @@ The program is forward_lower for one frame with every size dynamic, forces by pa
             extended_virial [1, nall, 9]   (all f64, in this order)
 
 One logical model: the `.json` also carries, under the key "deepmd_md" (Paddle ignores keys it
-does not know), the metadata the C++ core reads (metadata.json of the other formats) and the
-backend-neutral model (`.dp` bytes, base64) that `read_paddle` returns.
+does not know), "metadata.json" (the text the C++ core reads, as in the other formats) and
+"model.dp" (the backend-neutral model, base64) that `read_paddle` returns.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def freeze_paddle(data: dict, path: str) -> None:
             with open(prefix + ".json") as f:
                 program = json.load(f)
             with open(dp, "rb") as f:
-                program[KEY] = {"metadata": metadata(data),
+                program[KEY] = {"metadata.json": json.dumps(metadata(data)),
                                 "model.dp": base64.b64encode(f.read()).decode("ascii")}
             with open(prefix + ".json", "w") as f:
                 json.dump(program, f)
@@ -173,7 +173,7 @@ def _own_part(path: str) -> dict:
 
 
 def read_metadata(path: str) -> dict:
-    return _own_part(path)["metadata"]
+    return json.loads(_own_part(path)["metadata.json"])
 
 
 def read_paddle(path: str) -> dict:
