@@ -19,6 +19,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from deepmd_md.compress import describe
     from deepmd_md.infer.deep_pot import _pt2_load, load_model_data
     from deepmd_md.model.model import message_passing_of, mixed_of, rcut_of, sel_of
     from deepmd_md.tree import flatten
@@ -38,6 +39,7 @@ def run(args) -> int:
     nl = "one list of any type" if mixed_of(cfg) else "per-type blocks"
     print(f"rcut: {rcut_of(cfg)}  sel: {sel_of(cfg)} ({nl})  message passing: "
           f"{'yes' if message_passing_of(cfg) else 'no'}")
+    print(describe(cfg))
     if data["params"] is not None:
         nparam = sum(int(np.asarray(v).size) for v in flatten(data["params"]).values())
         print(f"parameters: {nparam}")

@@ -174,7 +174,7 @@ def block_stats(stats: dict, name: str) -> dict:
     if "davg" in st:
         return st
     xp = array_namespace(st["dstd"])
-    return {"davg": xp.zeros_like(st["dstd"]), "dstd": st["dstd"]}
+    return {**st, "davg": xp.zeros_like(st["dstd"])}  # with its tables when compressed
 
 
 def init_stats(cfg: dict, ntypes: int, dtype) -> dict:

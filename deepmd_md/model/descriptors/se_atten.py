@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepmd_md.kernels.tabulate import tabulate
 from deepmd_md.model import type_embedding
 from deepmd_md.model.descriptors import attention
 from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
@@ -136,9 +137,9 @@ def stats_from_sums(cfg: dict, sums: np.ndarray, dtype, protection: float = 1e-2
 # -- compute -----------------------------------------------------------------------------------
 
 
-def _pair_embedding(cfg: dict, params: dict, table, atype, ntype, ss, sw):
+def _pair_embedding(cfg: dict, params: dict, table, atype, ntype, ss, sw, tab=None):
     """G [nf, nloc, nnei, M1] from normalised s [nf, nloc, nnei] and types ([nf, nloc],
-    [nf, nloc, nnei])."""
+    [nf, nloc, nnei]). tab: the radial net's table (compressed models, strip mode)."""
     xp = array_namespace(ss)
     act = cfg["activation_function"]
     one_side = cfg.get("type_one_side", False)
@@ -149,7 +150,10 @@ def _pair_embedding(cfg: dict, params: dict, table, atype, ntype, ss, sw):
             ti = type_embedding.lookup(table, atype)[:, :, None, :]
             parts.append(xp.broadcast_to(ti, (nf, nloc, nnei, ti.shape[-1])))
         return apply_net(params["embedding"], xp.concat(parts, axis=-1), act, embedding=True)
-    gs = apply_net(params["embedding"], ss[..., None], act, embedding=True)
+    if tab is not None:
+        gs = tabulate(tab, params["embedding"], act, ss)
+    else:
+        gs = apply_net(params["embedding"], ss[..., None], act, embedding=True)
     # the type net on every (neighbor, center) type pair, then a gather
     table = table[:-1]  # an empty slot has a real type (see compute): no padding row
     ntp = table.shape[0]
@@ -211,7 +215,8 @@ def compute(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, c
     # an empty slot takes the type of extended atom 0 of its frame, as DeePMD-kit's (its G only
     # matters where davg != 0, or through a non-smooth strip type net)
     ntype = gather_neighbors(ext_atype, nlist)
-    gg = _pair_embedding(cfg, params, table, atype, ntype, rr[..., 0], sw)
+    tab = stats["compress"]["embedding"] if "compress" in stats else None
+    gg = _pair_embedding(cfg, params, table, atype, ntype, rr[..., 0], sw, tab)
     if params["attention"]:
         gg = attention.apply(cfg, params["attention"], gg, rr, mask, sw, smooth(cfg))
     t = xp.matmul(xp.matrix_transpose(gg), rr) / nnei  # [nf, nloc, M1, 4]

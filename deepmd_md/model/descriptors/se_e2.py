@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepmd_md.errors import ConfigError
+from deepmd_md.kernels.tabulate import fusion
 from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
 from deepmd_md.model.env import env_matrix
 from deepmd_md.model.nn import apply_embedding_fm, init_net
@@ -146,19 +147,24 @@ def _reduce(cfg: dict, params: dict, stats: dict, atype, blocks):
     ntypes = len(sel)
     one_side = cfg.get("type_one_side", True)
     act = cfg["activation_function"]
+    tables = stats.get("compress")  # tabulated nets (dpmd compress), by net name
     acc = None
     for tj, (block, mask, n_empty) in enumerate(blocks):
         for ti in [None] if one_side else range(ntypes):
             net = params[f"t{tj}"] if one_side else params[f"t{ti}_{tj}"]
             nf, nloc, w = block.shape[:3]
-            s = xp.reshape(block[..., 0], (1, nf * nloc * w))
-            g = apply_embedding_fm(net, s, act)  # [M1, pairs]
-            g = xp.permute_dims(xp.reshape(g, (g.shape[0], nf, nloc, w)), (1, 2, 0, 3))
-            if is_radial(cfg):  # g: [nf, nloc, M1, w]
-                part = xp.sum(g if mask is None else g * mask[:, :, None, :], axis=3)
+            if tables is not None:  # compressed: the fused tabulate + contract kernel
+                part = _tabulated(cfg, tables[f"t{tj}" if one_side else f"t{ti}_{tj}"], net,
+                                  block, mask)
             else:
-                rows = block if mask is None else block * mask[..., None]
-                part = xp.matmul(g, rows)  # [nf, nloc, M1, 4]
+                s = xp.reshape(block[..., 0], (1, nf * nloc * w))
+                g = apply_embedding_fm(net, s, act)  # [M1, pairs]
+                g = xp.permute_dims(xp.reshape(g, (g.shape[0], nf, nloc, w)), (1, 2, 0, 3))
+                if is_radial(cfg):  # g: [nf, nloc, M1, w]
+                    part = xp.sum(g if mask is None else g * mask[:, :, None, :], axis=3)
+                else:
+                    rows = block if mask is None else block * mask[..., None]
+                    part = xp.matmul(g, rows)  # [nf, nloc, M1, 4]
             if not isinstance(n_empty, int):  # per atom: [nf, nloc] -> broadcast over M1(, 4)
                 term = _empty_slot_term(cfg, net, stats, atype, act)
                 part = part + xp.reshape(n_empty, (*n_empty.shape, *([1] * (term.ndim - 2)))) * term
@@ -174,6 +180,23 @@ def _reduce(cfg: dict, params: dict, stats: dict, atype, blocks):
     m2 = cfg["axis_neuron"]
     d = xp.matmul(acc, xp.matrix_transpose(acc[:, :, :m2, :]))  # [nf, nloc, M1, M2]
     return xp.reshape(d, (d.shape[0], d.shape[1], d.shape[2] * m2))
+
+
+def _tabulated(cfg: dict, tab: dict, net: dict, block, mask):
+    """G^T R [nf, nloc, M1, 4] (or sum G [nf, nloc, M1]) of one type block by the tabulated
+    net (deepmd_md/kernels/tabulate.py): block [nf, nloc, w, c], mask [nf, nloc, w] or None."""
+    xp = array_namespace(block)
+    nf, nloc, w, c = block.shape
+    s = xp.reshape(block[..., 0], (nf * nloc, w))
+    if is_radial(cfg):
+        em = xp.ones_like(s) if mask is None else xp.reshape(mask, (nf * nloc, w))
+        em = em[..., None]
+    else:
+        em = block if mask is None else block * mask[..., None]
+        em = xp.reshape(em, (nf * nloc, w, c))
+    out = fusion(tab, net, cfg["activation_function"], s, em)  # [nf * nloc, M1, c]
+    shape = (nf, nloc, out.shape[1]) if is_radial(cfg) else (nf, nloc, out.shape[1], c)
+    return xp.reshape(out, shape)
 
 
 def _empty_slot_term(cfg, net, stats, atype, act):
