@@ -6,26 +6,19 @@ The model math is the shared array-API code, run on Paddle through the namespace
 
 from __future__ import annotations
 
-import sys
+import numpy as np
 
-if "tensorflow" in sys.modules:  # the reverse order crashes the process (platform notes)
-    from deepmd_md.errors import ConfigError
+from deepmd_md import keys
+from deepmd_md.backends.common import efv_from_grads, total_energy
+from deepmd_md.backends.paddle import import_paddle
+from deepmd_md.backends.paddle import xp as pxp
+from deepmd_md.model.model import atomic_outputs
+from deepmd_md.model.xp import register_namespace
+from deepmd_md.train.loss import ener_loss
+from deepmd_md.train.optim import adam_update, frozen_mask
+from deepmd_md.tree import flatten, tree_map
 
-    raise ConfigError("Paddle cannot be imported after TensorFlow in one process (a protobuf "
-                      "symbol clash crashes it): import paddle first, or use separate processes")
-
-import numpy as np  # noqa: E402
-import paddle  # noqa: E402
-
-from deepmd_md import keys  # noqa: E402
-from deepmd_md.backends.common import efv_from_grads, total_energy  # noqa: E402
-from deepmd_md.backends.paddle import xp as pxp  # noqa: E402
-from deepmd_md.model.model import atomic_outputs  # noqa: E402
-from deepmd_md.model.xp import register_namespace  # noqa: E402
-from deepmd_md.train.loss import ener_loss  # noqa: E402
-from deepmd_md.train.optim import adam_update, frozen_mask  # noqa: E402
-from deepmd_md.tree import flatten, tree_map  # noqa: E402
-
+paddle = import_paddle()
 register_namespace(pxp.is_array, pxp)
 paddle.set_device("cpu")
 

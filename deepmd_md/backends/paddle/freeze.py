@@ -1,7 +1,8 @@
 """Freeze a model to a Paddle inference program: `NAME.json` (the PIR program) + `NAME.pdiparams`
 (its weights) beside it, the files Paddle Inference (Python and C++) loads.
 
-The program is forward_lower for one frame with every size dynamic, forces by paddle.grad inside:
+The program is forward_lower for one frame with every size dynamic, forces by static-graph
+autodiff (paddle.static.gradients) inside:
 
     inputs  extended_coord [1, nall, 3] f64, extended_atype [1, nall] i64,
             nlist [1, nloc, nnei] i64 (raw: any order, -1 padded, atoms beyond rcut allowed),
@@ -20,6 +21,7 @@ import base64
 import json
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -72,11 +74,16 @@ def _example(ntypes: int, width: int):
     return coord, atype, nlist, mapping
 
 
+def _paddle():
+    """paddle, imported through the adapter: its TensorFlow-first check, the shim registered."""
+    from deepmd_md.backends.paddle import adapter
+
+    return adapter.paddle
+
+
 def build_program(data: dict):
     """(main program, startup program, feed Values, fetch Values) of forward_lower."""
-    import paddle
-
-    from deepmd_md.backends.paddle import adapter  # noqa: F401 - registers the Paddle shim
+    paddle = _paddle()
     from deepmd_md.backends.paddle.trace import DUAL, Dual, is_dual
     from deepmd_md.model.xp import register_namespace
 
@@ -129,15 +136,16 @@ def build_program(data: dict):
 def freeze_paddle(data: dict, path: str) -> None:
     """Write `path` (.json, the program + metadata + model.dp) and the .pdiparams beside it;
     both appear at once (written under temporary names, then renamed, .pdiparams first)."""
-    import paddle
-
     if not str(path).endswith(".json"):
         raise ValueError(f"a Paddle model is NAME.json (+ NAME.pdiparams), got {path}")
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
+    paddle = _paddle()
     paddle.enable_static()
     try:
-        main, startup, feeds, fetches = build_program(data)
+        with warnings.catch_warnings():  # Paddle's static operators ask Values for a place
+            warnings.filterwarnings("ignore", message=".*'place' interface for pir")
+            main, startup, feeds, fetches = build_program(data)
         exe = paddle.static.Executor(paddle.CPUPlace())
         with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-paddle-") as tmp:
             prefix = os.path.join(tmp, "model")
@@ -191,7 +199,7 @@ class Predictor:
     `lower(ext_coord, ext_atype, nlist, mapping)` frame by frame, NumPy in and out."""
 
     def __init__(self, path: str):
-        import paddle.inference as pi
+        pi = _paddle().inference
 
         self.metadata = read_metadata(path)
         params = path[: -len(".json")] + ".pdiparams"

@@ -24,9 +24,11 @@ from types import ModuleType
 
 import array_api_compat.numpy as anp
 import numpy as np
-import paddle
 
+from deepmd_md.backends.paddle import import_paddle
 from deepmd_md.backends.paddle import xp as pxp
+
+paddle = import_paddle()
 
 _NP_DTYPES = {paddle.float32: np.float32, paddle.float64: np.float64, paddle.int32: np.int32,
               paddle.int64: np.int64, paddle.bool: np.bool_}

@@ -8,7 +8,10 @@ Registered with deepmd_md.model.xp by the adapter: model code never changes for 
 from __future__ import annotations
 
 import numpy as np
-import paddle
+
+from deepmd_md.backends.paddle import import_paddle
+
+paddle = import_paddle()
 
 bool = paddle.bool  # noqa: A001 - the array-API name
 float32 = paddle.float32
