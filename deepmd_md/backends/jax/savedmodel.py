@@ -18,6 +18,7 @@ process crashes (platform notes), so the caller's process never gets TensorFlow 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -32,8 +33,9 @@ from deepmd_md.errors import ConfigError, ModelFileError
 SIGNATURE = "forward_lower"
 FORMAT = "deepmd_md.savedmodel"
 VERSION = 1
-# padded sizes: 8, 16, ... then x1.25 steps rounded up to multiples of 8 (<= 25% padding)
-_B = [8, 16, 24, 32, 40, 48, 56, 64]
+# padded sizes: powers of 2 to 64, then x1.25 steps rounded up to multiples of 8 (<= 25% padding
+# beyond 64; below, the padding costs little and fewer sizes mean fewer compiles)
+_B = [1, 2, 4, 8, 16, 32, 64]
 while _B[-1] < 2**31 // 2:
     _B.append(-(-int(_B[-1] * 1.25) // 8) * 8)
 BUCKETS = np.array(_B, dtype=np.int64)
@@ -82,7 +84,7 @@ def metadata(data: dict) -> dict:
         "dim_fparam": 0, "dim_aparam": 0,
         "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
         "message_passing": message_passing_of(cfg), "blocked": False,
-        "mixed_types": mixed_of(cfg), "signature": SIGNATURE, "buckets": "x1.25, multiples of 8",
+        "mixed_types": mixed_of(cfg), "signature": SIGNATURE,
         "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
                              "c_differentiable": o.c_differentiable} for o in MODEL_OUTPUTS},
     }
@@ -227,12 +229,10 @@ def _umask() -> int:
 def freeze_savedmodel(data: dict, path: str) -> None:
     """Write `path` (a SavedModel folder) atomically; the export runs in a child process so that
     this one never imports TensorFlow (see the module doc)."""
-    try:
-        import jax  # noqa: F401
-        import tensorflow  # noqa: F401  (find_spec would not see a broken install)
-    except ImportError as e:
-        raise ConfigError(f".savedmodel files need jax and tensorflow ({e}); "
-                          "pip install 'deepmd-md[jax,tensorflow]'") from None
+    missing = [m for m in ("jax", "tensorflow") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f".savedmodel files need {' and '.join(missing)} (jax2tf); "
+                          "pip install 'deepmd-md[jax,tensorflow]'")
     from deepmd_md.serialize import save_dp
 
     with tempfile.TemporaryDirectory() as side:

@@ -1,0 +1,45 @@
+"""TensorFlow side of the .savedmodel tests, in its own process (TensorFlow is never imported in
+the pytest process: importing it before Paddle crashes).
+
+Reads lines `IN.npz OUT.npz` on stdin; IN holds `path` (the SavedModel) and the forward_lower
+inputs (extended_coord, extended_atype, nlist, mapping, atom_weight); OUT gets every output of
+the `forward_lower` signature. Answers
+`ok` or `error: ...` on stdout, one line per request.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+SIGNATURE = "forward_lower"  # deepmd_md.backends.jax.savedmodel.SIGNATURE (no import: no JAX here)
+_models: dict = {}
+
+
+def run(inp: str, out: str) -> None:
+    d = dict(np.load(inp))
+    path = str(d.pop("path"))
+    if path not in _models:
+        _models[path] = tf.saved_model.load(path)
+    fn = _models[path].signatures[SIGNATURE]
+    res = fn(**{k: tf.constant(v) for k, v in d.items()})
+    np.savez(out, **{k: v.numpy() for k, v in res.items()})
+
+
+def main() -> None:
+    for line in sys.stdin:
+        try:
+            run(*line.split())
+            print("ok", flush=True)
+        except Exception as e:  # report, keep serving
+            msg = " ".join(f"{type(e).__name__}: {e}".split())[:2000]
+            print(f"error: {msg}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
