@@ -196,7 +196,8 @@ def _lift(name: str):
 _LIFTED = ("asarray", "zeros", "ones", "zeros_like", "ones_like", "full_like", "eye", "arange",
            "astype", "reshape", "concat", "broadcast_to", "permute_dims", "matrix_transpose",
            "take", "take_along_axis", "nonzero", "where", "argsort", "sqrt", "exp", "log", "tanh",
-           "abs", "real", "clip", "minimum", "maximum", "matmul", "sum", "mean", "max", "min")
+           "abs", "floor", "real", "clip", "minimum", "maximum", "matmul", "sum", "any", "mean",
+           "max", "min")
 
 DUAL = ModuleType("deepmd_md.backends.paddle.dual")  # an array namespace is a module
 DUAL.__dict__.update(

@@ -162,6 +162,10 @@ def _scalar_like(v, x):
 sqrt, exp, log, tanh, abs = paddle.sqrt, paddle.exp, paddle.log, paddle.tanh, paddle.abs  # noqa: A001
 
 
+def floor(x):
+    return paddle.floor(x)
+
+
 def real(x):
     return paddle.real(x)
 
@@ -189,6 +193,10 @@ def matmul(x1, x2):
 # -- reductions -------------------------------------------------------------------------------
 def sum(x, axis=None, keepdims: bool = False, dtype=None):  # noqa: A001
     return paddle.sum(x, axis=_axes(axis), keepdim=keepdims, dtype=_dtype(dtype))
+
+
+def any(x, axis=None, keepdims: bool = False):  # noqa: A001
+    return paddle.any(x, axis=_axes(axis), keepdim=keepdims)
 
 
 def mean(x, axis=None, keepdims: bool = False):
