@@ -1,0 +1,184 @@
+"""Freeze a model to a TensorFlow `.pb`: one GraphDef (TF1 graph, no variables, no functions)
+with the shared model math, forces by tf.gradients, every size dynamic, and the model's
+metadata JSON and `.dp` bytes as string constants. Contract: docs/backend_tensorflow.md.
+
+    inputs  (placeholders)  extended_coord [nf, nall, 3] f64, extended_atype [nf, nall] i64,
+                            nlist [nf, nloc, nnei] i64 (raw: any order, -1 padded, neighbors
+                            beyond rcut allowed), mapping [nf, nall] i64 (owner < nloc of each
+                            extended atom; read by message-passing models only)
+    outputs (Identity)      atom_energy [nf, nloc], energy [nf], extended_force [nf, nall, 3],
+                            virial [nf, 9], extended_virial [nf, nall, 9]  (all f64)
+    constants               metadata (string: metadata JSON), model_dp (string: the .dp file)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from deepmd_md.backends.tensorflow.adapter import TFArray, tf
+from deepmd_md.errors import ModelFileError
+from deepmd_md.model.model import (
+    OUTPUTS,
+    atomic_outputs,
+    message_passing_of,
+    mixed_of,
+    model_dtype,
+    rcut_of,
+    sel_of,
+)
+from deepmd_md.serialize import atomic_write, load_dp, save_dp
+from deepmd_md.tree import tree_map
+
+PB_FORMAT = "deepmd_md.pb"
+PB_VERSION = 1
+INPUTS = ("extended_coord", "extended_atype", "nlist", "mapping")
+OUTPUT_NAMES = ("atom_energy", "energy", "extended_force", "virial", "extended_virial")
+
+
+def metadata(data: dict, fmt: str = PB_FORMAT) -> dict:
+    """metadata.json of a TensorFlow-run model (the fields of the .pth's, docs/core_contract.md).
+    No "exchange": message-passing models run in one domain (mapping), see the docs."""
+    cfg = data["config"]
+    return {
+        "format": fmt, "version": PB_VERSION, "type_map": list(cfg["type_map"]),
+        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
+        "dim_fparam": 0, "dim_aparam": 0,
+        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
+        "message_passing": message_passing_of(cfg), "blocked": False,
+        "mixed_types": mixed_of(cfg),
+        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
+                             "c_differentiable": o.c_differentiable} for o in OUTPUTS},
+    }
+
+
+def format_nlist_static(config: dict, ext_coord, ext_atype, nlist):
+    """The model's formatted nlist (env.format_nlist: per type block the sel[t] nearest inside
+    rcut, nearest first, -1 padded; one block of any type when mixed) from a raw list of any
+    width, with tf.math.top_k so every block has a static width. tf.Tensors in and out.
+
+    ext_coord [nf, nall, 3], ext_atype [nf, nall], nlist [nf, nloc, nraw] -> [nf, nloc, sum(sel)]
+    """
+    rcut, sel, mixed = rcut_of(config), sel_of(config), mixed_of(config)
+    nf, nloc = tf.shape(nlist)[0], tf.shape(nlist)[1]
+    # pad so that top_k always has >= max(sel) candidates
+    nlist = tf.concat([nlist, -tf.ones(tf.stack([nf, nloc, max(sel)]), nlist.dtype)], axis=-1)
+    safe = tf.where(nlist >= 0, nlist, tf.zeros_like(nlist))
+    nb = tf.gather(ext_coord, safe, batch_dims=1)  # [nf, nloc, nraw, 3]
+    diff = nb - ext_coord[:, :nloc, None, :]
+    dist = tf.sqrt(tf.reduce_sum(diff * diff, axis=-1))
+    valid = (nlist >= 0) & (dist < rcut)
+    ntype = tf.gather(ext_atype, safe, batch_dims=1)
+    inf = tf.fill(tf.shape(dist), tf.constant(np.inf, dist.dtype))
+    blocks = []
+    for t, nsel in enumerate(sel):
+        ok = valid if mixed else valid & tf.equal(ntype, t)
+        key = tf.where(ok, dist, inf)
+        neg, order = tf.math.top_k(-key, k=nsel, sorted=True)  # the nsel smallest, ascending
+        idx = tf.gather(nlist, order, batch_dims=2)
+        blocks.append(tf.where(-neg < rcut, idx, -tf.ones_like(idx)))
+    return tf.concat(blocks, axis=-1)
+
+
+def build_graph(data: dict) -> tf.Graph:
+    """The frozen graph (see the module docstring)."""
+    cfg = data["config"]
+    graph = tf.Graph()
+    with graph.as_default():
+        v1 = tf.compat.v1
+        coord = v1.placeholder(tf.float64, [None, None, 3], name=INPUTS[0])
+        atype = v1.placeholder(tf.int64, [None, None], name=INPUTS[1])
+        nlist = v1.placeholder(tf.int64, [None, None, None], name=INPUTS[2])
+        mapping = v1.placeholder(tf.int64, [None, None], name=INPUTS[3])
+        params = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["params"])
+        buffers = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["buffers"])
+        formatted = format_nlist_static(cfg, coord, atype, nlist)
+        mp = message_passing_of(cfg)
+        ae = atomic_outputs(cfg, params, buffers, TFArray(coord), TFArray(atype),
+                            TFArray(formatted), mapping=TFArray(mapping) if mp else None)
+        ae = tf.cast(ae["energy"].t, tf.float64)
+        force = -tf.gradients(tf.reduce_sum(ae), coord)[0]
+        atom_virial = coord[..., :, None] * force[..., None, :]  # r_a F_b per atom
+        nf = tf.shape(coord)[0]
+        tf.identity(ae, name="atom_energy")
+        tf.identity(tf.reduce_sum(ae, axis=-1), name="energy")
+        tf.identity(force, name="extended_force")
+        tf.identity(tf.reshape(tf.reduce_sum(atom_virial, axis=1), tf.stack([nf, 9])),
+                    name="virial")
+        tf.identity(tf.reshape(atom_virial, tf.stack([nf, -1, 9])), name="extended_virial")
+        tf.constant(json.dumps(metadata(data)), name="metadata")
+        tf.constant(_dp_bytes(data), name="model_dp")
+    return graph
+
+
+def _dp_bytes(data: dict) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        p = os.path.join(tmp, "model.dp")
+        save_dp(data, p)
+        with open(p, "rb") as f:
+            return f.read()
+
+
+def freeze_pb(data: dict, path: str) -> None:
+    """Write `path` (a serialized GraphDef) atomically."""
+    blob = build_graph(data).as_graph_def().SerializeToString()
+    atomic_write(path, lambda tmp: open(tmp, "wb").write(blob))
+
+
+def _graph_def(path: str):
+    from google.protobuf.message import DecodeError
+
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file not found: {path}")
+    gd = tf.compat.v1.GraphDef()
+    with open(path, "rb") as f:
+        blob = f.read()
+    try:
+        gd.ParseFromString(blob)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise ModelFileError(f"cannot read {path}: not a TensorFlow GraphDef ({e})") from None
+    return gd
+
+
+def _string_const(gd, name: str, path: str) -> bytes:
+    for node in gd.node:
+        if node.name == name and node.op == "Const":
+            return node.attr["value"].tensor.string_val[0]
+    raise ModelFileError(f"{path}: a TensorFlow graph without the '{name}' constant "
+                         "(not frozen by deepmd_md?)")
+
+
+def read_pb(path: str) -> dict:
+    """ModelData (config, params, buffers) of a .pb written by freeze_pb."""
+    gd = _graph_def(path)
+    blob = _string_const(gd, "model_dp", path)
+    with tempfile.TemporaryDirectory() as tmp:
+        p = os.path.join(tmp, "model.dp")
+        with open(p, "wb") as f:
+            f.write(blob)
+        return load_dp(p)
+
+
+def read_metadata(path: str) -> dict:
+    return json.loads(_string_const(_graph_def(path), "metadata", path).decode())
+
+
+def load_pb(path: str):
+    """A callable forward_lower(ext_coord, ext_atype, nlist, mapping) -> dict of NumPy arrays,
+    running the frozen graph itself (tests; Python inference uses the adapter on read_pb)."""
+    gd = _graph_def(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(gd, name="")
+    sess = tf.compat.v1.Session(graph=graph)
+    fetches = {k: graph.get_tensor_by_name(f"{k}:0") for k in OUTPUT_NAMES}
+
+    def run(ext_coord, ext_atype, nlist, mapping):
+        feed = {f"{k}:0": np.asarray(v, dtype=np.float64 if k == INPUTS[0] else np.int64)
+                for k, v in zip(INPUTS, (ext_coord, ext_atype, nlist, mapping), strict=True)}
+        return sess.run(fetches, feed)
+
+    return run
