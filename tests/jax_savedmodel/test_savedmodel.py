@@ -96,21 +96,45 @@ def worker(tmp_path_factory):
     w.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _export_at_once(tmp_path_factory):
+    """The module's models exported by one child process (the same code freeze_savedmodel
+    runs, once per model): one TensorFlow + JAX start instead of five."""
+    from helpers import as_float32
+
+    from deepmd_md.serialize import save_dp
+
+    root = tmp_path_factory.getbasetemp()
+    models = [make_model(**VARIANTS[v][0]) for v in SM_VARIANTS] + [as_float32(make_model())]
+    argv = []
+    for data in models:
+        d = Path(tempfile.mkdtemp(dir=root))
+        save_dp(data, str(d / "model.dp"))
+        argv += [str(d / "model.dp"), str(d / "model.savedmodel")]
+        _FROZEN[_key(data)] = d / "model.savedmodel"
+    r = subprocess.run([sys.executable, "-m", "deepmd_md.backends.jax.savedmodel", *argv],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 _FROZEN: dict = {}
 
 
-def frozen(data: dict, root: Path) -> Path:
-    """The SavedModel of `data` (one export per distinct model in this module)."""
+def _key(data: dict) -> str:
     h = hashlib.sha1(json.dumps(data["config"], sort_keys=True).encode())
     for tree in ("params", "buffers"):
         for k, v in sorted(flatten(data[tree]).items()):
             h.update(k.encode() + np.ascontiguousarray(v).tobytes())
-    key = h.hexdigest()
-    if key not in _FROZEN:
+    return h.hexdigest()
+
+
+def frozen(data: dict, root: Path) -> Path:
+    """The SavedModel of `data` (one export per distinct model in this module)."""
+    if _key(data) not in _FROZEN:
         path = Path(tempfile.mkdtemp(dir=root)) / "model.savedmodel"
         freeze_savedmodel(data, str(path))
-        _FROZEN[key] = path
-    return _FROZEN[key]
+        _FROZEN[_key(data)] = path
+    return _FROZEN[_key(data)]
 
 
 def extended(data, coord, atype, boxes):

@@ -265,8 +265,9 @@ def read_metadata(path: str) -> dict:
         return json.load(f)
 
 
-if __name__ == "__main__":  # child process of freeze_savedmodel: DP OUT
+if __name__ == "__main__":  # child process of freeze_savedmodel: DP OUT [DP OUT ...]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from deepmd_md.serialize import load_dp
 
-    export(load_dp(sys.argv[1]), sys.argv[2])
+    for i in range(1, len(sys.argv) - 1, 2):
+        export(load_dp(sys.argv[i]), sys.argv[i + 1])
