@@ -83,9 +83,26 @@ def format_nlist_static(config: dict, ext_coord, ext_atype, nlist):
     return tf.concat(blocks, axis=-1)
 
 
+def forward_lower(data: dict, coord, atype, nlist, mapping) -> dict:
+    """The frozen entry on tf.Tensors (graph mode: TF1 graph or tf.function) -> OUTPUT_NAMES."""
+    cfg = data["config"]
+    params = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["params"])
+    buffers = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["buffers"])
+    formatted = format_nlist_static(cfg, coord, atype, nlist)
+    mp = message_passing_of(cfg)
+    ae = atomic_outputs(cfg, params, buffers, TFArray(coord), TFArray(atype),
+                        TFArray(formatted), mapping=TFArray(mapping) if mp else None)
+    ae = tf.cast(ae["energy"].t, tf.float64)
+    force = -tf.gradients(tf.reduce_sum(ae), coord)[0]
+    atom_virial = coord[..., :, None] * force[..., None, :]  # r_a F_b per atom
+    nf = tf.shape(coord)[0]
+    return {"atom_energy": ae, "energy": tf.reduce_sum(ae, axis=-1), "extended_force": force,
+            "virial": tf.reshape(tf.reduce_sum(atom_virial, axis=1), tf.stack([nf, 9])),
+            "extended_virial": tf.reshape(atom_virial, tf.stack([nf, -1, 9]))}
+
+
 def build_graph(data: dict) -> tf.Graph:
     """The frozen graph (see the module docstring)."""
-    cfg = data["config"]
     graph = tf.Graph()
     with graph.as_default():
         v1 = tf.compat.v1
@@ -93,22 +110,9 @@ def build_graph(data: dict) -> tf.Graph:
         atype = v1.placeholder(tf.int64, [None, None], name=INPUTS[1])
         nlist = v1.placeholder(tf.int64, [None, None, None], name=INPUTS[2])
         mapping = v1.placeholder(tf.int64, [None, None], name=INPUTS[3])
-        params = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["params"])
-        buffers = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["buffers"])
-        formatted = format_nlist_static(cfg, coord, atype, nlist)
-        mp = message_passing_of(cfg)
-        ae = atomic_outputs(cfg, params, buffers, TFArray(coord), TFArray(atype),
-                            TFArray(formatted), mapping=TFArray(mapping) if mp else None)
-        ae = tf.cast(ae["energy"].t, tf.float64)
-        force = -tf.gradients(tf.reduce_sum(ae), coord)[0]
-        atom_virial = coord[..., :, None] * force[..., None, :]  # r_a F_b per atom
-        nf = tf.shape(coord)[0]
-        tf.identity(ae, name="atom_energy")
-        tf.identity(tf.reduce_sum(ae, axis=-1), name="energy")
-        tf.identity(force, name="extended_force")
-        tf.identity(tf.reshape(tf.reduce_sum(atom_virial, axis=1), tf.stack([nf, 9])),
-                    name="virial")
-        tf.identity(tf.reshape(atom_virial, tf.stack([nf, -1, 9])), name="extended_virial")
+        out = forward_lower(data, coord, atype, nlist, mapping)
+        for k in OUTPUT_NAMES:
+            tf.identity(out[k], name=k)
         tf.constant(json.dumps(metadata(data)), name="metadata")
         tf.constant(_dp_bytes(data), name="model_dp")
     return graph
@@ -126,6 +130,37 @@ def freeze_pb(data: dict, path: str) -> None:
     """Write `path` (a serialized GraphDef) atomically."""
     blob = build_graph(data).as_graph_def().SerializeToString()
     atomic_write(path, lambda tmp: open(tmp, "wb").write(blob))
+
+
+SIGNATURE = (tf.TensorSpec([None, None, 3], tf.float64, name=INPUTS[0]),
+             tf.TensorSpec([None, None], tf.int64, name=INPUTS[1]),
+             tf.TensorSpec([None, None, None], tf.int64, name=INPUTS[2]),
+             tf.TensorSpec([None, None], tf.int64, name=INPUTS[3]))
+
+
+def write_savedmodel(data: dict, path: str) -> None:
+    """A SavedModel folder with the C++ backend's signatures (docs/backend_tensorflow.md):
+    "forward_lower" (INPUTS -> OUTPUT_NAMES) and "metadata" (-> {"metadata": JSON string}),
+    plus "model_dp" (-> {"model_dp": the .dp bytes}). TensorFlow-native: the contract's
+    reference for other writers (JAX's jax2tf exporter) and for the backend's tests."""
+    import shutil
+
+    meta, dp = json.dumps(metadata(data, "deepmd_md.savedmodel")), _dp_bytes(data)
+    module = tf.Module()
+    def entry(extended_coord, extended_atype, nlist, mapping):
+        return forward_lower(data, extended_coord, extended_atype, nlist, mapping)
+
+    module.forward_lower = tf.function(entry, input_signature=SIGNATURE, autograph=False)
+    module.metadata = tf.function(lambda: {"metadata": tf.constant(meta)}, input_signature=[])
+    module.model_dp = tf.function(lambda: {"model_dp": tf.constant(dp)}, input_signature=[])
+    tmp = f"{path}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tf.saved_model.save(module, tmp, signatures={
+        "forward_lower": module.forward_lower.get_concrete_function(),
+        "metadata": module.metadata.get_concrete_function(),
+        "model_dp": module.model_dp.get_concrete_function()})
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
 
 
 def _graph_def(path: str):
