@@ -60,20 +60,28 @@ class Worker:
                                      stderr=self.log, text=True)
         self.n = 0
 
-    def call(self, path, coord, atype, nlist, mapping, weight=None) -> dict:
+    def call(self, path, coord, atype, nlist, mapping) -> dict:
         self.n += 1
         inp, out = self.tmp / f"in{self.n}.npz", self.tmp / f"out{self.n}.npz"
-        nloc = nlist.shape[1]
-        if weight is None:
-            weight = np.ones((nlist.shape[0], nloc))
         np.savez(inp, path=str(path), extended_coord=np.asarray(coord, np.float64),
                  extended_atype=np.asarray(atype, np.int64), nlist=np.asarray(nlist, np.int64),
-                 mapping=np.asarray(mapping, np.int64), atom_weight=np.asarray(weight, float))
+                 mapping=np.asarray(mapping, np.int64))
         self.proc.stdin.write(f"{inp} {out}\n")
         self.proc.stdin.flush()
         answer = self.proc.stdout.readline().strip()
         assert answer == "ok", answer or self._tail()
         return dict(np.load(out))
+
+    def strings(self, path) -> dict:
+        """The string outputs of the `metadata` and `model_dp` signatures."""
+        self.n += 1
+        inp, out = self.tmp / f"in{self.n}.npz", self.tmp / f"out{self.n}.npz"
+        np.savez(inp, path=str(path), strings=True)
+        self.proc.stdin.write(f"{inp} {out}\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer == "ok", answer or self._tail()
+        return {k: v.tobytes() for k, v in np.load(out).items()}
 
     def compiles(self) -> int:
         self.log.flush()
@@ -177,18 +185,19 @@ class TestSavedModel(BackendMixin):
     def test_forward_lower_folds_to_forward(self, variant):
         super().test_forward_lower_folds_to_forward(variant)
 
-    def test_atom_weight_and_virials(self):
-        """atom_weight scales atom energies in energy and forces; virial = sum r x F; the
-        per-atom virials sum to it (DPA-2: a message-passing model)."""
+    def test_virials_and_signatures(self):
+        """virial = sum r x F over every row; the per-atom virials sum to it (DPA-2: a
+        message-passing model); the metadata and model_dp signatures hold the assets."""
         data = make_model(**VARIANTS["dpa2:small"][0])
         coord, atype, boxes = _system(12, TRICLINIC_BOX, 1)
         ext, ext_atype, mapping, nlist = extended(data, coord, atype, boxes)
-        w = np.where(np.arange(12) % 3 == 0, 0.0, 1.0)[None]
-        out = self.worker.call(frozen(data, self.root), ext, ext_atype, nlist, mapping, w)
+        path = frozen(data, self.root)
+        out = self.worker.call(path, ext, ext_atype, nlist, mapping)
         ref = reference.evaluate(data, coord, atype, boxes)
-        assert np.allclose(out["atom_energy"], ref[keys.ATOM_ENERGY], atol=1e-10)
-        assert abs(out["energy"][0] - np.sum(w * ref[keys.ATOM_ENERGY])) < 1e-10
-        assert abs(out["energy"][0] - ref[keys.ENERGY][0]) > 1e-6  # the weights matter
+        assert abs(out["energy"][0] - ref[keys.ENERGY][0]) < 1e-10
+        strings = self.worker.strings(path)
+        assert strings["metadata"] == (path / "assets" / "metadata.json").read_bytes()
+        assert strings["model_dp"] == (path / "assets" / "model.dp").read_bytes()
         assert np.allclose(out["virial"], np.einsum("fja,fjb->fab", ext,
                                                     out["extended_force"]).reshape(1, 9),
                            atol=1e-10)

@@ -2,9 +2,9 @@
 the pytest process: importing it before Paddle crashes).
 
 Reads lines `IN.npz OUT.npz` on stdin; IN holds `path` (the SavedModel) and the forward_lower
-inputs (extended_coord, extended_atype, nlist, mapping, atom_weight); OUT gets every output of
-the `forward_lower` signature. Answers
-`ok` or `error: ...` on stdout, one line per request.
+inputs (extended_coord, extended_atype, nlist, mapping); OUT gets every output of the
+`forward_lower` signature (or, when IN holds `strings`, the bytes of the `metadata` and
+`model_dp` signatures' strings). Answers `ok` or `error: ...` on stdout, one line per request.
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ def run(inp: str, out: str) -> None:
     path = str(d.pop("path"))
     if path not in _models:
         _models[path] = tf.saved_model.load(path)
-    fn = _models[path].signatures[SIGNATURE]
-    res = fn(**{k: tf.constant(v) for k, v in d.items()})
+    sigs = _models[path].signatures
+    if d.pop("strings", False):  # the string signatures: metadata, model_dp
+        np.savez(out, **{k: np.frombuffer(sigs[k]()[k].numpy(), np.uint8)
+                         for k in ("metadata", "model_dp")})
+        return
+    res = sigs[SIGNATURE](**{k: tf.constant(v) for k, v in d.items()})
     np.savez(out, **{k: v.numpy() for k, v in res.items()})
 
 

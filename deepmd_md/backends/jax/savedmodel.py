@@ -1,15 +1,18 @@
 """JAX `.savedmodel`: the model's lower entry through jax2tf, as a TensorFlow SavedModel folder.
 
 Layout of `NAME.savedmodel/` (docs/backend_jax_savedmodel.md is the contract):
-- `saved_model.pb`, `variables/`: signature SIGNATURE (`forward_lower`), inputs/outputs below;
+- `saved_model.pb`: signatures `forward_lower` (INPUTS -> OUTPUTS below), `metadata`
+  (-> {"metadata": JSON string}) and `model_dp` (-> {"model_dp": the .dp bytes}): the TensorFlow
+  C++ backend's contract (docs/backend_tensorflow.md);
 - `assets/metadata.json`: the keys the torch freezer writes (type_map, rcut, sel, ...);
 - `assets/model.dp`: the backend-neutral model, so read_savedmodel needs no TensorFlow.
 
 Shapes: nf, nall, nloc, nnei are symbolic in the exported StableHLO, but TensorFlow's
-XlaCallModule compiles once per concrete input shape (~0.1-1 s). The TF wrapper therefore pads
-nloc, the ghost count and nnei up to BUCKETS before the call: padded atoms have type -1 (type 0
-inside the model, their energy masked out), no neighbors, and nobody lists them, so they change
-nothing; outputs are sliced back. An MD run then compiles once per bucket it visits.
+XlaCallModule compiles once per concrete input shape (3-11 s for tiny models here). The TF
+wrapper therefore pads nloc, the ghost count and nnei up to BUCKETS before the call: padded
+atoms have type -1 (type 0 inside the model, their energy masked out), no neighbors, and nobody
+lists them, so they change nothing; outputs are sliced back. An MD run then compiles once per
+bucket it visits.
 
 TensorFlow is imported only to write a SavedModel, and then in a child process
 (`python -m deepmd_md.backends.jax.savedmodel DP OUT`): importing TensorFlow before Paddle in one
@@ -44,7 +47,6 @@ INPUTS = {  # name: (dtype, shape)
     "extended_atype": ("int64", ["nf", "nall"]),
     "nlist": ("int64", ["nf", "nloc", "nnei"]),
     "mapping": ("int64", ["nf", "nall"]),
-    "atom_weight": ("float64", ["nf", "nloc"]),
 }
 OUTPUTS = {
     "atom_energy": ("float64", ["nf", "nloc"]),
@@ -128,7 +130,8 @@ def lower_fn(data: dict):
 
 
 def _tf_module(data: dict):
-    """A tf.Module whose `forward_lower` pads to BUCKETS, calls the jax2tf function, slices."""
+    """A tf.Module whose `forward_lower` (INPUTS -> OUTPUTS) pads to BUCKETS, calls the jax2tf
+    function (atom weights 1, padding 0), slices back."""
     import tensorflow as tf
     from jax.experimental import jax2tf
 
@@ -143,14 +146,13 @@ def _tf_module(data: dict):
     specs = [tf.TensorSpec([None, None, 3], tf.float64, "extended_coord"),
              tf.TensorSpec([None, None], tf.int64, "extended_atype"),
              tf.TensorSpec([None, None, None], tf.int64, "nlist"),
-             tf.TensorSpec([None, None], tf.int64, "mapping"),
-             tf.TensorSpec([None, None], tf.float64, "atom_weight")]
+             tf.TensorSpec([None, None], tf.int64, "mapping")]
 
     def up(n):
         return tf.gather(buckets, tf.searchsorted(buckets, tf.reshape(n, [1])))[0]
 
     @tf.function(input_signature=specs, autograph=False)
-    def forward_lower(extended_coord, extended_atype, nlist, mapping, atom_weight):
+    def forward_lower(extended_coord, extended_atype, nlist, mapping):
         nf = tf.shape(nlist, tf.int64)[0]
         nloc = tf.shape(nlist, tf.int64)[1]
         nall = tf.shape(extended_atype, tf.int64)[1]
@@ -174,7 +176,7 @@ def _tf_module(data: dict):
         mp = tf.where(tf.logical_and(own >= nloc, own < nloc_b), own, mp)  # padded locals
         nl = tf.where(nlist >= nloc, nlist + dl, nlist)  # ghosts moved up by dl
         nl = tf.pad(nl, [[0, 0], [0, dl], [0, nnei_b - nnei]], constant_values=-1)
-        w = tf.pad(atom_weight, [[0, 0], [0, dl]])
+        w = tf.ones([nf, nloc_b], tf.float64)  # padded atoms are masked inside
         ae, e, f, v, av = conv(coord, atype, nl, mp, w)
 
         def unpad(x):
@@ -185,7 +187,7 @@ def _tf_module(data: dict):
 
     module = tf.Module()
     module.forward_lower = forward_lower
-    return module, forward_lower
+    return module
 
 
 def export(data: dict, path: str) -> None:
@@ -194,7 +196,7 @@ def export(data: dict, path: str) -> None:
 
     from deepmd_md.serialize import save_dp
 
-    module, fn = _tf_module(data)
+    module = _tf_module(data)
     parent = os.path.dirname(os.path.abspath(path))
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-savedmodel-")
     try:
@@ -202,12 +204,24 @@ def export(data: dict, path: str) -> None:
             dp = os.path.join(side, "model.dp")
             meta = os.path.join(side, "metadata.json")
             save_dp({k: data[k] for k in ("config", "params", "buffers")}, dp)
+            with open(dp, "rb") as f:
+                dp_bytes = f.read()
+            meta_text = json.dumps(metadata(data))
             with open(meta, "w") as f:
-                json.dump(metadata(data), f, indent=1)
-            module.model_dp = tf.saved_model.Asset(dp)
-            module.metadata_json = tf.saved_model.Asset(meta)
+                f.write(meta_text)
+            module.dp_asset = tf.saved_model.Asset(dp)
+            module.metadata_asset = tf.saved_model.Asset(meta)
+            # the TensorFlow backend's contract (docs/backend_tensorflow.md): the metadata and
+            # .dp also as string signatures, read through the C API without touching files
+            module.metadata = tf.function(lambda: {"metadata": tf.constant(meta_text)},
+                                          input_signature=[], autograph=False)
+            module.model_dp = tf.function(lambda: {"model_dp": tf.constant(dp_bytes)},
+                                          input_signature=[], autograph=False)
             out = os.path.join(tmp, "m")
-            tf.saved_model.save(module, out, signatures={SIGNATURE: fn})
+            tf.saved_model.save(module, out, signatures={
+                SIGNATURE: module.forward_lower,
+                "metadata": module.metadata.get_concrete_function(),
+                "model_dp": module.model_dp.get_concrete_function()})
         os.chmod(out, 0o777 & ~_umask())
         old = None
         if os.path.exists(path):
