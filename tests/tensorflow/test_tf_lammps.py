@@ -1,0 +1,152 @@
+"""The .pb in the real LAMMPS (pair_style deepmd over the core's TensorFlow backend): the same
+thermo as the .pth of the same model on 1 and 2 ranks over 10 MD steps, per-atom energies and
+forces too; a message-passing .pb on one rank = its .pth, on two ranks one clear ERROR line.
+Also the core on a TensorFlow-native SavedModel folder (the .savedmodel contract)."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import ORTHO_BOX, make_model, random_frames, tiny_descriptors
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lammps"))
+from lammps_helpers import (  # noqa: E402
+    BIN,
+    WATER_LMP,
+    plugin_dir_or_reason,
+    run_driver,
+    run_lmp,
+)
+
+pytest.importorskip("tensorflow")
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def lmp_env():
+    import os
+    import shutil
+
+    d, why = plugin_dir_or_reason()
+    if d is None:
+        pytest.skip(why)
+    if shutil.which("lmp", path=str(BIN)) is None:
+        pytest.skip("no `lmp` next to the running Python")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d)
+    env.pop("LD_LIBRARY_PATH", None)
+    if not (Path(d) / "libdpmd_backend_tensorflow.so").is_file():
+        pytest.skip("libdpmd_backend_tensorflow.so is not built")
+    return env
+
+
+def frozen(tmp_path, data):
+    """The same ModelData as .pth and .pb."""
+    pytest.importorskip("torch")
+    from deepmd_md.backends.tensorflow.freeze import freeze_pb
+    from deepmd_md.backends.torch.freeze import freeze_pth
+
+    pth, pb = tmp_path / "m.pth", tmp_path / "m.pb"
+    freeze_pth(data, str(pth))
+    freeze_pb(data, str(pb))
+    return pth, pb
+
+
+def lines(model):
+    return ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
+            f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
+            f"pair_style deepmd {model}", "pair_coeff * * O H",
+            "compute dpvir all pressure NULL virial", "compute pea all pe/atom",
+            "velocity all create 300 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
+
+
+def md(model, tmp, env, np_):
+    spec = {"commands": lines(model), "steps": STEPS, "computes_peratom": [["pea", 1]]}
+    return run_driver(spec, tmp, env, np_=np_, timeout=300)
+
+
+def test_pb_same_thermo_as_pth_on_1_and_2_ranks(tmp_path, lmp_env):
+    pth, pb = frozen(tmp_path, make_model())
+    ref = md(pth, tmp_path / "pth1", lmp_env, 1)
+    assert len(ref["pe_steps"]) == STEPS + 1
+    for np_ in (1, 2):
+        res = md(pb, tmp_path / f"pb{np_}", lmp_env, np_)
+        err = np.abs(np.array(res["pe_steps"]) - ref["pe_steps"]).max()
+        assert err <= 1e-8, f"{np_} ranks: thermo differs by {err:.2e} eV"
+        np.testing.assert_allclose(res["f"], ref["f"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(res["pea"], ref["pea"], rtol=0, atol=1e-9)
+
+
+def test_message_passing_pb_one_rank_and_refused_on_two(tmp_path, lmp_env):
+    pth, pb = frozen(tmp_path, make_model(desc=tiny_descriptors()["dpa2:small"]))
+    a = md(pth, tmp_path / "pth", lmp_env, 1)
+    b = md(pb, tmp_path / "pb", lmp_env, 1)
+    assert np.abs(np.array(b["pe_steps"]) - a["pe_steps"]).max() <= 1e-8
+    inp = "\n".join([*lines(pb), "run 0"]) + "\n"
+    (tmp_path / "two").mkdir()
+    p = run_lmp(inp, tmp_path / "two", lmp_env, np_=2, timeout=300)
+    assert p.returncode != 0
+    err = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ERROR")]
+    assert err and "one MPI rank" in err[0], (p.stdout + p.stderr)[-2000:]
+
+
+@pytest.mark.parametrize("fmt", [".pb", ".savedmodel"])
+def test_core_runs_tensorflow_files(tmp_path, fmt):
+    """dpmd_compute with the core's own images and lists on a .pb and on a SavedModel folder
+    written by TensorFlow (the signatures of docs/backend_tensorflow.md) = NumPy reference."""
+    from capi import DP, IP, Input, Output, load_core
+
+    from deepmd_md.backends.numpy import reference
+    from deepmd_md.backends.tensorflow.freeze import freeze_pb, write_savedmodel
+
+    lib = load_core()
+    if lib is None:
+        pytest.skip("libdpmd_core.so is not built")
+    data = make_model()
+    path = str(tmp_path / f"m{fmt}")
+    (freeze_pb if fmt == ".pb" else write_savedmodel)(data, path)
+    model = lib.dpmd_model_load(path.encode())
+    assert model, lib.dpmd_last_error().decode()
+    try:
+        coord, atype, boxes = random_frames(12, ORTHO_BOX, seed=4)
+        ref = reference.evaluate(data, coord, atype, boxes)
+        x, t = np.ascontiguousarray(coord[0]), np.ascontiguousarray(atype[0], dtype=np.int32)
+        b = np.ascontiguousarray(ORTHO_BOX, dtype=np.float64)
+        force, ae = np.zeros((12, 3)), np.zeros(12)
+        inp = Input(nloc=12, nghost=0, coord=x.ctypes.data_as(DP), atype=t.ctypes.data_as(IP),
+                    box=b.ctypes.data_as(DP))
+        out = Output(force=force.ctypes.data_as(DP), atom_energy=ae.ctypes.data_as(DP))
+        assert lib.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out)) == 0, \
+            lib.dpmd_last_error().decode()
+        assert abs(out.energy - ref["energy"][0]) < 1e-10
+        assert np.abs(force - ref["force"][0]).max() < 1e-10
+        assert np.abs(ae - ref["atom_energy"][0]).max() < 1e-10
+        assert np.abs(np.array(out.virial[:]) - ref["virial"][0]).max() < 1e-10
+    finally:
+        lib.dpmd_model_free(model)
+
+
+@pytest.mark.parametrize("case", ["truncated", "junk", "empty_folder"])
+def test_core_bad_tensorflow_files_one_error(tmp_path, case):
+    from capi import load_core
+
+    from deepmd_md.backends.tensorflow.freeze import freeze_pb
+
+    lib = load_core()
+    if lib is None:
+        pytest.skip("libdpmd_core.so is not built")
+    if case == "empty_folder":
+        path = tmp_path / "m.savedmodel"
+        path.mkdir()
+    else:
+        good = tmp_path / "good.pb"
+        freeze_pb(make_model(), str(good))
+        path = tmp_path / "m.pb"
+        blob = good.read_bytes()
+        path.write_bytes(blob[: len(blob) // 2] if case == "truncated" else b"\x07junk" * 50)
+    assert not lib.dpmd_model_load(str(path).encode())
+    msg = lib.dpmd_last_error().decode()
+    assert "\n" not in msg.strip() and ("GraphDef" in msg or "SavedModel" in msg), msg
