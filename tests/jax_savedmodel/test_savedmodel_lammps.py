@@ -1,0 +1,79 @@
+"""The JAX .savedmodel in the real LAMMPS (pair_style deepmd over the core's TensorFlow backend):
+the same thermo, forces and per-atom energies as the .pth of the same model on 1 and 2 ranks
+over 10 MD steps (water, 192 atoms); a message-passing (DPA-2) .savedmodel on one rank too."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_model, tiny_descriptors
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lammps"))
+from lammps_helpers import BIN, WATER_LMP, plugin_dir_or_reason, run_driver  # noqa: E402
+
+if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("jax") is None:
+    pytest.skip("a .savedmodel needs jax and tensorflow (pip install 'deepmd-md[jax,tensorflow]')",
+                allow_module_level=True)
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def lmp_env():
+    d, why = plugin_dir_or_reason()
+    if d is None:
+        pytest.skip(why)
+    if shutil.which("lmp", path=str(BIN)) is None:
+        pytest.skip("no `lmp` next to the running Python")
+    if not (Path(d) / "libdpmd_backend_tensorflow.so").is_file():
+        pytest.skip("libdpmd_backend_tensorflow.so is not built")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("LD_LIBRARY_PATH", None)
+    return env
+
+
+def frozen(tmp_path, data):
+    """The same ModelData as .pth and .savedmodel."""
+    pytest.importorskip("torch")
+    from deepmd_md.backends.jax.savedmodel import freeze_savedmodel
+    from deepmd_md.backends.torch.freeze import freeze_pth
+
+    pth, sm = tmp_path / "m.pth", tmp_path / "m.savedmodel"
+    freeze_pth(data, str(pth))
+    freeze_savedmodel(data, str(sm))
+    return pth, sm
+
+
+def md(model, tmp, env, np_):
+    lines = ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
+             f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
+             f"pair_style deepmd {model}", "pair_coeff * * O H",
+             "compute dpvir all pressure NULL virial", "compute pea all pe/atom",
+             "velocity all create 300 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
+    spec = {"commands": lines, "steps": STEPS, "computes_peratom": [["pea", 1]]}
+    return run_driver(spec, tmp, env, np_=np_, timeout=600)
+
+
+def test_savedmodel_same_thermo_as_pth_on_1_and_2_ranks(tmp_path, lmp_env):
+    pth, sm = frozen(tmp_path, make_model())
+    ref = md(pth, tmp_path / "pth1", lmp_env, 1)
+    assert len(ref["pe_steps"]) == STEPS + 1
+    for np_ in (1, 2):
+        res = md(sm, tmp_path / f"sm{np_}", lmp_env, np_)
+        err = np.abs(np.array(res["pe_steps"]) - ref["pe_steps"]).max()
+        assert err <= 1e-8, f"{np_} ranks: thermo differs by {err:.2e} eV"
+        np.testing.assert_allclose(res["f"], ref["f"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(res["pea"], ref["pea"], rtol=0, atol=1e-9)
+
+
+def test_message_passing_savedmodel_one_rank(tmp_path, lmp_env):
+    pth, sm = frozen(tmp_path, make_model(desc=tiny_descriptors()["dpa2:small"]))
+    a = md(pth, tmp_path / "pth", lmp_env, 1)
+    b = md(sm, tmp_path / "sm", lmp_env, 1)
+    assert np.abs(np.array(b["pe_steps"]) - a["pe_steps"]).max() <= 1e-8
+    np.testing.assert_allclose(b["f"], a["f"], rtol=0, atol=1e-9)
