@@ -68,16 +68,29 @@ def model_section(script: dict, serialized: dict | None = None) -> dict:
                           "(energy fitting only)")
     m["descriptor"] = _descriptor(m["descriptor"], "model/descriptor")
     if serialized is not None:
-        _resolved_sel(m["descriptor"], serialized["descriptor"])
+        _as_built(m["descriptor"], serialized["descriptor"])
     stub = {"training_data": {"systems": "-"}, "numb_steps": 0}
     return normalize({"model": m, "training": stub})["model"]
 
 
-def _resolved_sel(d: dict, ser: dict) -> None:
-    """'auto' sel in the script -> the widths the model was built with."""
+_TYPED = ("se_e2_a", "se_a", "se_e2_r", "se_r")
+
+
+def _as_built(d: dict, ser: dict) -> None:
+    """Where the saved script and the model differ, the model as built wins: 'auto' sel -> the
+    widths resolved at training time; type_one_side of se_e2_r, which DeePMD-kit 3.2 builds
+    one-sided whatever the script says (its serialized se_r says so, with one net per type)."""
     if d.get("type") == "hybrid":
         for sub, s in zip(d["list"], ser.get("list", []), strict=False):
-            _resolved_sel(sub, s)
-    elif isinstance(d.get("sel"), str) and "sel" in ser:
-        sel = ser["sel"]
-        d["sel"] = sel if d["type"] in ("se_e2_a", "se_a", "se_e2_r", "se_r") else sum(sel)
+            _as_built(sub, s)
+        return
+    if isinstance(d.get("sel"), str) and "sel" in ser:
+        d["sel"] = ser["sel"] if d["type"] in _TYPED else sum(ser["sel"])
+    if d.get("type") in _TYPED and "type_one_side" in ser:
+        d["type_one_side"] = bool(ser["type_one_side"])
+    elif d.get("type") in _TYPED and isinstance(ser.get("embeddings"), dict):
+        # a PyTorch state dict says it by its count of nets: one per type, or per type pair
+        nets = ser["embeddings"].get("networks") or []
+        ntypes = len(d["sel"]) if isinstance(d.get("sel"), list) else 0
+        if ntypes > 1 and len(nets) in (ntypes, ntypes * ntypes):
+            d["type_one_side"] = len(nets) == ntypes

@@ -36,6 +36,12 @@ def read_any(path: str) -> tuple[dict, str]:
         raise ModelFileError(f"model file not found: {path}")
     if is_deepmd_kit(path):
         return read_deepmd_kit(path), "DeePMD-kit model"
+    if path.endswith((".pth", ".pt")) and os.path.isfile(path):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # ours and DeePMD-kit's are both zip archives
+            raise ModelFileError(f"cannot read {path}: not a complete PyTorch archive "
+                                 "(truncated, or not a model file)")
     return read_model(path), "model"
 
 
