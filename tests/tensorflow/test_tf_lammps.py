@@ -1,6 +1,6 @@
 """The .pb in the real LAMMPS (pair_style deepmd over the core's TensorFlow backend): the same
 thermo as the .pth of the same model on 1 and 2 ranks over 10 MD steps, per-atom energies and
-forces too; a message-passing .pb on one rank = its .pth, on two ranks one clear ERROR line.
+forces too; message-passing .pb (DPA-2, DPA-3) likewise through the exchange op.
 Also the core on a TensorFlow-native SavedModel folder (the .savedmodel contract)."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from lammps_helpers import (  # noqa: E402
     WATER_LMP,
     plugin_dir_or_reason,
     run_driver,
-    run_lmp,
 )
 
 pytest.importorskip("tensorflow")
@@ -80,23 +79,27 @@ def test_pb_same_thermo_as_pth_on_1_and_2_ranks(tmp_path, lmp_env):
         np.testing.assert_allclose(res["pea"], ref["pea"], rtol=0, atol=1e-9)
 
 
-def test_message_passing_pb_one_rank_and_refused_on_two(tmp_path, lmp_env):
-    pth, pb = frozen(tmp_path, make_model(desc=tiny_descriptors()["dpa2:small"]))
-    a = md(pth, tmp_path / "pth", lmp_env, 1)
-    b = md(pb, tmp_path / "pb", lmp_env, 1)
-    assert np.abs(np.array(b["pe_steps"]) - a["pe_steps"]).max() <= 1e-8
-    inp = "\n".join([*lines(pb), "run 0"]) + "\n"
-    (tmp_path / "two").mkdir()
-    p = run_lmp(inp, tmp_path / "two", lmp_env, np_=2, timeout=300)
-    assert p.returncode != 0
-    err = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ERROR")]
-    assert err and "one MPI rank" in err[0], (p.stdout + p.stderr)[-2000:]
+@pytest.mark.parametrize("desc", ["dpa2:small", "dpa3:default"])
+def test_message_passing_pb_same_thermo_on_1_and_2_ranks(tmp_path, lmp_env, desc):
+    """DPA-2/DPA-3 .pb: the graph's DpmdGhostExchange op takes LAMMPS' exchange across ranks."""
+    from deepmd_md.backends.tensorflow.freeze import read_metadata
+
+    pth, pb = frozen(tmp_path, make_model(desc=tiny_descriptors()[desc]))
+    if "exchange" not in read_metadata(str(pb)):
+        pytest.skip("libdpmd_tf_ops.so is not built: the .pb has no exchange op")
+    ref = md(pth, tmp_path / "pth", lmp_env, 1)
+    for np_ in (1, 2):
+        res = md(pb, tmp_path / f"pb{np_}", lmp_env, np_)
+        err = np.abs(np.array(res["pe_steps"]) - ref["pe_steps"]).max()
+        assert err <= 1e-8, f"{np_} ranks: thermo differs by {err:.2e} eV"
+        np.testing.assert_allclose(res["f"], ref["f"], rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("fmt", [".pb", ".savedmodel"])
+@pytest.mark.parametrize("fmt", [".pb", ".savedmodel", "dpa2:small.savedmodel"])
 def test_core_runs_tensorflow_files(tmp_path, fmt):
     """dpmd_compute with the core's own images and lists on a .pb and on a SavedModel folder
-    written by TensorFlow (the signatures of docs/backend_tensorflow.md) = NumPy reference."""
+    written by TensorFlow (the signatures of docs/backend_tensorflow.md) = NumPy reference;
+    a message-passing SavedModel goes through its exchange op (the core's own exchange)."""
     from capi import DP, IP, Input, Output, load_core
 
     from deepmd_md.backends.numpy import reference
@@ -105,9 +108,10 @@ def test_core_runs_tensorflow_files(tmp_path, fmt):
     lib = load_core()
     if lib is None:
         pytest.skip("libdpmd_core.so is not built")
-    data = make_model()
-    path = str(tmp_path / f"m{fmt}")
-    (freeze_pb if fmt == ".pb" else write_savedmodel)(data, path)
+    desc, _, suffix = fmt.rpartition(".")
+    data = make_model(desc=tiny_descriptors()[desc]) if desc else make_model()
+    path = str(tmp_path / f"m.{suffix}")
+    (freeze_pb if suffix == "pb" else write_savedmodel)(data, path)
     model = lib.dpmd_model_load(path.encode())
     assert model, lib.dpmd_last_error().decode()
     try:

@@ -4,6 +4,7 @@
 // dlopened by the core. Contract (names, shapes, signatures): docs/backend_tensorflow.md.
 #include <tensorflow/c/c_api.h>
 #include <tensorflow/c/tf_tstring.h>
+#include <dlfcn.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -170,9 +171,27 @@ TF_Output op_output(TF_Graph* g, const std::string& spec, const std::string& wha
   return TF_Output{op, index};
 }
 
+// libdpmd_tf_ops.so (DpmdGhostExchange) beside this library, registered once before any graph
+// is imported; message-passing graphs need it, the others run without it
+void load_exchange_ops() {
+  static const bool once = [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&load_exchange_ops), &info) && info.dli_fname) {
+      std::string dir(info.dli_fname);
+      dir = dir.substr(0, dir.rfind('/') + 1);
+      Status st;
+      TF_Library* lib = TF_LoadLibrary((dir + "libdpmd_tf_ops.so").c_str(), st.s);
+      (void)lib;  // kept loaded for the process
+    }
+    return true;
+  }();
+  (void)once;
+}
+
 class TFBackend : public dpmd::Backend {
  public:
   explicit TFBackend(const std::string& path) {
+    load_exchange_ops();
     graph_ = TF_NewGraph();
     Status st;
     TF_SessionOptions* opts = TF_NewSessionOptions();
@@ -204,6 +223,7 @@ class TFBackend : public dpmd::Backend {
       for (auto* k : kInputs) in_names[k] = std::string(k) + ":0";
       for (auto* k : kOutputs) out_names[k] = std::string(k) + ":0";
       meta_tensor = "metadata:0";
+      if (TF_GraphOperationByName(graph_, "comm")) in_names["comm"] = "comm:0";
     } else {
       name_ = "tensorflow-savedmodel";
       const char* tags[] = {"serve"};
@@ -238,6 +258,10 @@ class TFBackend : public dpmd::Backend {
       if (!out_names.count(k)) throw std::runtime_error(std::string("the model has no output '") + k + "'");
       outputs_.push_back(op_output(graph_, out_names[k], std::string("output ") + k));
     }
+    if (in_names.count("comm")) {
+      comm_ = op_output(graph_, in_names["comm"], "input comm");
+      has_comm_ = true;
+    }
     TF_Output mo = op_output(graph_, meta_tensor, "metadata constant");
     TF_Tensor* mt = nullptr;
     TF_SessionRun(session_, nullptr, nullptr, nullptr, 0, &mo, &mt, 1, nullptr, 0, nullptr, st.s);
@@ -260,9 +284,9 @@ class TFBackend : public dpmd::Backend {
 
   void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
     if (in.widths) throw std::runtime_error("TensorFlow models take no blocked neighbor lists");
-    if (in.exchange)
-      throw std::runtime_error("TensorFlow models (.pb, .savedmodel) have no ghost-exchange op: run "
-                               "message-passing models on one MPI rank, or use the .pth/.pt2");
+    if (in.exchange && !has_comm_)
+      throw std::runtime_error("this TensorFlow model has no ghost-exchange input 'comm': run it on one "
+                               "MPI rank, or freeze it again where libdpmd_tf_ops.so is built");
     if (in.atom_weight) throw std::runtime_error("TensorFlow models take no atom weights");
     const int64_t nall = in.nall, nloc = in.nloc, nnei = in.nnei;
     std::vector<int64_t> mapping;
@@ -278,7 +302,15 @@ class TFBackend : public dpmd::Backend {
         make_tensor(TF_INT64, {1, nloc, nnei}, in.nlist, sizeof(int64_t) * size_t(nloc * nnei)),
         make_tensor(TF_INT64, {1, nall}, mp, sizeof(int64_t) * size_t(nall)),
     };
-    TF_Tensor* in_vals[4] = {t[0].get(), t[1].get(), t[2].get(), t[3].get()};
+    std::vector<TF_Output> ins(inputs_);
+    std::vector<TF_Tensor*> in_vals = {t[0].get(), t[1].get(), t[2].get(), t[3].get()};
+    Tensor handle;
+    if (in.exchange) {  // the address of the exchange, read by DpmdGhostExchange
+      const int64_t h = reinterpret_cast<int64_t>(in.exchange);
+      handle = make_tensor(TF_INT64, {1}, &h, sizeof(h));
+      ins.push_back(comm_);
+      in_vals.push_back(handle.get());
+    }
     // fetch only what is asked: energy, extended_force, virial, and the per-atom ones if wanted
     std::vector<int> want = {1, 2, 3};
     if (out.atom_energy) want.push_back(0);
@@ -287,7 +319,7 @@ class TFBackend : public dpmd::Backend {
     for (int w : want) fetch.push_back(outputs_[size_t(w)]);
     std::vector<TF_Tensor*> res(fetch.size(), nullptr);
     Status st;
-    TF_SessionRun(session_, nullptr, inputs_.data(), in_vals, 4, fetch.data(), res.data(), int(fetch.size()), nullptr,
+    TF_SessionRun(session_, nullptr, ins.data(), in_vals.data(), int(ins.size()), fetch.data(), res.data(), int(fetch.size()), nullptr,
                   0, nullptr, st.s);
     std::vector<Tensor> hold;
     for (auto* r : res) hold.emplace_back(r);
@@ -314,6 +346,8 @@ class TFBackend : public dpmd::Backend {
   TF_Graph* graph_ = nullptr;
   TF_Session* session_ = nullptr;
   std::vector<TF_Output> inputs_, outputs_;
+  TF_Output comm_{};
+  bool has_comm_ = false;
   std::string meta_, name_;
 };
 

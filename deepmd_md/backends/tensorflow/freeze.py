@@ -24,6 +24,7 @@ from deepmd_md.errors import ModelFileError
 from deepmd_md.model.model import (
     OUTPUTS,
     atomic_outputs,
+    descriptor_kind,
     message_passing_of,
     mixed_of,
     model_dtype,
@@ -39,11 +40,16 @@ INPUTS = ("extended_coord", "extended_atype", "nlist", "mapping")
 OUTPUT_NAMES = ("atom_energy", "energy", "extended_force", "virial", "extended_virial")
 
 
-def metadata(data: dict, fmt: str = PB_FORMAT) -> dict:
-    """metadata.json of a TensorFlow-run model (the fields of the .pth's, docs/core_contract.md).
-    No "exchange": message-passing models run in one domain (mapping), see the docs."""
+def metadata(data: dict, fmt: str = PB_FORMAT, exchange: bool = False) -> dict:
+    """metadata.json of a TensorFlow-run model (the fields of the .pth's, docs/core_contract.md);
+    exchange: the graph holds DpmdGhostExchange (message-passing models on several ranks)."""
     cfg = data["config"]
-    return {
+    extra = {}
+    if exchange:
+        extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": exchange_widths(data),
+                             "weighted": False}
+        extra["receptive_field"] = float(descriptor_kind(cfg).receptive_field(cfg["descriptor"]))
+    return extra | {
         "format": fmt, "version": PB_VERSION, "type_map": list(cfg["type_map"]),
         "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
         "dim_fparam": 0, "dim_aparam": 0,
@@ -53,6 +59,34 @@ def metadata(data: dict, fmt: str = PB_FORMAT) -> dict:
         "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
                              "c_differentiable": o.c_differentiable} for o in OUTPUTS},
     }
+
+
+def exchange_widths(data: dict) -> list[int]:
+    """Columns of each ghost exchange of one evaluation, in call order (NumPy, tiny frame)."""
+    from deepmd_md.model.comm import MappingExchange
+
+    widths = []
+
+    class Recording(MappingExchange):
+        def __call__(self, node_local):
+            widths.append(int(np.prod(node_local.shape[2:])))
+            return super().__call__(node_local)
+
+    cfg = data["config"]
+    nall, nloc, ntypes = 6, 3, len(cfg["type_map"])
+    coord = np.random.default_rng(0).random((1, nall, 3)) * 2.0
+    atype = (np.arange(nall) % ntypes).reshape(1, nall)
+    nlist = np.array([[[j for j in range(nall) if j != i] for i in range(nloc)]])
+    mapping = (np.arange(nall) % nloc).reshape(1, nall)
+    atomic_outputs(cfg, data["params"], data["buffers"], coord, atype, nlist, raw_nlist=True,
+                   comm=Recording(mapping))
+    return widths
+
+
+def _exchange_op_available(cfg) -> bool:
+    from deepmd_md.backends.tensorflow.ops import load_ops
+
+    return message_passing_of(cfg) and load_ops() is not None
 
 
 def format_nlist_static(config: dict, ext_coord, ext_atype, nlist):
@@ -83,15 +117,19 @@ def format_nlist_static(config: dict, ext_coord, ext_atype, nlist):
     return tf.concat(blocks, axis=-1)
 
 
-def forward_lower(data: dict, coord, atype, nlist, mapping) -> dict:
-    """The frozen entry on tf.Tensors (graph mode: TF1 graph or tf.function) -> OUTPUT_NAMES."""
+def forward_lower(data: dict, coord, atype, nlist, mapping, comm=None) -> dict:
+    """The frozen entry on tf.Tensors (graph mode: TF1 graph or tf.function) -> OUTPUT_NAMES.
+    comm: [1] int64 exchange handle (message-passing models with the op), else None."""
+    from deepmd_md.backends.tensorflow.ops import OpExchange
+
     cfg = data["config"]
     params = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["params"])
     buffers = tree_map(lambda a: TFArray(tf.constant(np.asarray(a))), data["buffers"])
     formatted = format_nlist_static(cfg, coord, atype, nlist)
     mp = message_passing_of(cfg)
+    ex = OpExchange(mapping, comm) if mp and comm is not None else None
     ae = atomic_outputs(cfg, params, buffers, TFArray(coord), TFArray(atype),
-                        TFArray(formatted), mapping=TFArray(mapping) if mp else None)
+                        TFArray(formatted), mapping=TFArray(mapping) if mp else None, comm=ex)
     ae = tf.cast(ae["energy"].t, tf.float64)
     force = -tf.gradients(tf.reduce_sum(ae), coord)[0]
     atom_virial = coord[..., :, None] * force[..., None, :]  # r_a F_b per atom
@@ -110,10 +148,13 @@ def build_graph(data: dict) -> tf.Graph:
         atype = v1.placeholder(tf.int64, [None, None], name=INPUTS[1])
         nlist = v1.placeholder(tf.int64, [None, None, None], name=INPUTS[2])
         mapping = v1.placeholder(tf.int64, [None, None], name=INPUTS[3])
-        out = forward_lower(data, coord, atype, nlist, mapping)
+        exchange = _exchange_op_available(data["config"])
+        comm = (v1.placeholder_with_default(tf.zeros([1], tf.int64), [1], name="comm")
+                if exchange else None)
+        out = forward_lower(data, coord, atype, nlist, mapping, comm)
         for k in OUTPUT_NAMES:
             tf.identity(out[k], name=k)
-        tf.constant(json.dumps(metadata(data)), name="metadata")
+        tf.constant(json.dumps(metadata(data, exchange=exchange)), name="metadata")
         tf.constant(_dp_bytes(data), name="model_dp")
     return graph
 
@@ -145,12 +186,21 @@ def write_savedmodel(data: dict, path: str) -> None:
     reference for other writers (JAX's jax2tf exporter) and for the backend's tests."""
     import shutil
 
-    meta, dp = json.dumps(metadata(data, "deepmd_md.savedmodel")), _dp_bytes(data)
+    exchange = _exchange_op_available(data["config"])
+    meta = json.dumps(metadata(data, "deepmd_md.savedmodel", exchange=exchange))
+    dp = _dp_bytes(data)
     module = tf.Module()
-    def entry(extended_coord, extended_atype, nlist, mapping):
-        return forward_lower(data, extended_coord, extended_atype, nlist, mapping)
+    if exchange:  # message passing with the op: the exchange handle is a fifth input
+        def entry(extended_coord, extended_atype, nlist, mapping, comm):
+            return forward_lower(data, extended_coord, extended_atype, nlist, mapping, comm)
 
-    module.forward_lower = tf.function(entry, input_signature=SIGNATURE, autograph=False)
+        sig = (*SIGNATURE, tf.TensorSpec([1], tf.int64, name="comm"))
+    else:
+        def entry(extended_coord, extended_atype, nlist, mapping):
+            return forward_lower(data, extended_coord, extended_atype, nlist, mapping)
+
+        sig = SIGNATURE
+    module.forward_lower = tf.function(entry, input_signature=sig, autograph=False)
     module.metadata = tf.function(lambda: {"metadata": tf.constant(meta)}, input_signature=[])
     module.model_dp = tf.function(lambda: {"model_dp": tf.constant(dp)}, input_signature=[])
     tmp = f"{path}.tmp{os.getpid()}"
@@ -204,7 +254,11 @@ def read_metadata(path: str) -> dict:
 def load_pb(path: str):
     """A callable forward_lower(ext_coord, ext_atype, nlist, mapping) -> dict of NumPy arrays,
     running the frozen graph itself (tests; Python inference uses the adapter on read_pb)."""
+    from deepmd_md.backends.tensorflow.ops import load_ops
+
     gd = _graph_def(path)
+    if any(n.op.startswith("DpmdGhostExchange") for n in gd.node):
+        load_ops()
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(gd, name="")
