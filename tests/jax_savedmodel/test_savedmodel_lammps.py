@@ -15,7 +15,13 @@ import pytest
 from helpers import make_model, tiny_descriptors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lammps"))
-from lammps_helpers import BIN, WATER_LMP, plugin_dir_or_reason, run_driver  # noqa: E402
+from lammps_helpers import (  # noqa: E402
+    BIN,
+    WATER_LMP,
+    plugin_dir_or_reason,
+    run_driver,
+    run_lmp,
+)
 
 if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("jax") is None:
     pytest.skip("a .savedmodel needs jax and tensorflow (pip install 'deepmd-md[jax,tensorflow]')",
@@ -49,13 +55,16 @@ def frozen(tmp_path, data):
     return pth, sm
 
 
-def md(model, tmp, env, np_):
-    lines = ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
+def lines(model):
+    return ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
              f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
              f"pair_style deepmd {model}", "pair_coeff * * O H",
              "compute dpvir all pressure NULL virial", "compute pea all pe/atom",
              "velocity all create 300 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
-    spec = {"commands": lines, "steps": STEPS, "computes_peratom": [["pea", 1]]}
+
+
+def md(model, tmp, env, np_):
+    spec = {"commands": lines(model), "steps": STEPS, "computes_peratom": [["pea", 1]]}
     return run_driver(spec, tmp, env, np_=np_, timeout=600)
 
 
@@ -77,3 +86,17 @@ def test_message_passing_savedmodel_one_rank(tmp_path, lmp_env):
     b = md(sm, tmp_path / "sm", lmp_env, 1)
     assert np.abs(np.array(b["pe_steps"]) - a["pe_steps"]).max() <= 1e-8
     np.testing.assert_allclose(b["f"], a["f"], rtol=0, atol=1e-9)
+
+
+def test_truncated_savedmodel_is_one_error_line(tmp_path, lmp_env):
+    """A .savedmodel whose saved_model.pb is cut short: one LAMMPS `ERROR:` line, exit != 0."""
+    from deepmd_md.backends.jax.savedmodel import freeze_savedmodel
+
+    sm = tmp_path / "m.savedmodel"
+    freeze_savedmodel(make_model(), str(sm))
+    pb = sm / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:200])
+    p = run_lmp("\n".join([*lines(sm), "run 0"]) + "\n", tmp_path, lmp_env, timeout=300)
+    err = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ERROR")]
+    assert p.returncode != 0 and len(err) == 1, (p.stdout + p.stderr)[-2000:]
+    assert "m.savedmodel" in err[0] or "SavedModel" in err[0], err[0]
