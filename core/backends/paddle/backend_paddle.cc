@@ -127,13 +127,36 @@ class PaddleBackend : public dpmd::Backend {
   std::string metadata_json() const override { return meta_; }
 
   void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
-    if (in.widths) throw std::runtime_error("the Paddle backend has no blocked entry (metadata says blocked: false)");
     if (in.exchange)
       throw std::runtime_error("a Paddle model has no ghost-exchange op: run message-passing models in one domain");
     const int nall = int(in.nall), nloc = int(in.nloc), nnei = int(in.nnei);
     std::vector<int64_t> owner;
+    // blocked models (metadata "blocked"): nlist_t [1, nloc, widths[t]], center_t [count[t]]
+    std::vector<const int64_t*> nl_ptr, c_ptr;
+    if (in.widths) {
+      const int64_t* p = in.nlist;
+      const int64_t* c = in.center_idx;
+      for (int64_t t = 0; t < in.ntypes; ++t) {
+        nl_ptr.push_back(p);
+        p += in.nloc * in.widths[t];
+        c_ptr.push_back(c);
+        c += in.center_count[t];
+      }
+    }
     for (auto& [n, t] : inputs_) {
-      if (n == "extended_coord") {
+      if (n.rfind("nlist_", 0) == 0 || n.rfind("center_", 0) == 0) {
+        const bool is_nl = n[0] == 'n';
+        const int64_t k = std::atoll(n.c_str() + (is_nl ? 6 : 7));
+        if (!in.widths || k < 0 || k >= in.ntypes)
+          throw std::runtime_error("the Paddle program wants '" + n + "', which the core did not give (blocked model?)");
+        if (is_nl) {
+          t->Reshape({1, nloc, int(in.widths[k])});
+          t->CopyFromCpu<int64_t>(nl_ptr[size_t(k)]);
+        } else {
+          t->Reshape({int(in.center_count[k])});
+          t->CopyFromCpu<int64_t>(c_ptr[size_t(k)]);
+        }
+      } else if (n == "extended_coord") {
         t->Reshape({1, nall, 3});
         t->CopyFromCpu<double>(in.coord);
       } else if (n == "extended_atype") {

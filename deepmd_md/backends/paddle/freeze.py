@@ -29,11 +29,13 @@ from deepmd_md.errors import ModelFileError
 from deepmd_md.model.model import (
     OUTPUTS,
     atomic_outputs,
+    atomic_outputs_blocked,
     message_passing_of,
     mixed_of,
     model_dtype,
     rcut_of,
     sel_of,
+    supports_blocked,
 )
 from deepmd_md.serialize import load_dp, save_dp
 from deepmd_md.tree import flatten, unflatten
@@ -46,17 +48,16 @@ OUTPUT_NAMES = ("atom_energy", "energy", "extended_force", "virial", "extended_v
 
 
 def metadata(data: dict) -> dict:
-    """What the C++ core reads (docs/core_contract.md): no blocked entry, no exchange op (a
-    message-passing model runs in one domain, given `mapping`)."""
+    """What the C++ core reads (docs/core_contract.md); no exchange op (a message-passing
+    model runs in one domain, given `mapping`)."""
     cfg = data["config"]
     return {
         "format": PADDLE_FORMAT, "version": PADDLE_VERSION, "type_map": list(cfg["type_map"]),
         "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
         "dim_fparam": 0, "dim_aparam": 0,
         "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
-        "message_passing": message_passing_of(cfg), "blocked": False,
-        "mixed_types": mixed_of(cfg),
-        "inputs": list(INPUTS[:4 if message_passing_of(cfg) else 3]),
+        "message_passing": message_passing_of(cfg), "blocked": supports_blocked(cfg),
+        "mixed_types": mixed_of(cfg), "inputs": input_names(cfg),
         "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
                              "c_differentiable": o.c_differentiable} for o in OUTPUTS},
     }
@@ -81,24 +82,42 @@ def _paddle():
     return adapter.paddle
 
 
+def _blocked_example(ntypes: int, ext_atype):
+    """Per-type nlists [1, 3, w_t] and local indices per type of the example frame."""
+    nlists = [np.array([[[1, 3, -1], [4, -1, -1], [0, 5, -1]]]),
+              np.array([[[2, 4], [0, 5], [-1, -1]]])][:ntypes]
+    nlists += [np.full((1, 3, 2), -1)] * (ntypes - len(nlists))
+    return nlists, [np.nonzero(ext_atype[0, :3] == t)[0] for t in range(ntypes)]
+
+
+def input_names(cfg: dict) -> list[str]:
+    """The program's inputs: blocked models take per-type lists (nlist_t [1, nloc, w_t]) and
+    local indices per type (center_t [n_t]) instead of one raw nlist."""
+    if supports_blocked(cfg):
+        nt = len(cfg["type_map"])
+        return [*INPUTS[:2], *(f"nlist_{t}" for t in range(nt)), *(f"center_{t}" for t in range(nt))]
+    return list(INPUTS[:4 if message_passing_of(cfg) else 3])
+
+
 def build_program(data: dict):
-    """(main program, startup program, feed Values, fetch Values) of forward_lower."""
+    """(main program, startup program, feed Values, fetch Values) of forward_lower, or of
+    forward_blocked for typed descriptors (metadata "blocked")."""
     paddle = _paddle()
     from deepmd_md.backends.paddle.trace import DUAL, Dual, is_dual
     from deepmd_md.model.xp import register_namespace
 
     register_namespace(is_dual, DUAL)
     cfg = data["config"]
-    mp = message_passing_of(cfg)
+    mp, blocked = message_passing_of(cfg), supports_blocked(cfg)
     width = max(sel_of(cfg))
     ex = _example(len(cfg["type_map"]), width + 2)
+    names = input_names(cfg)
     main, startup = paddle.static.Program(), paddle.static.Program()
     with paddle.static.program_guard(main, startup):
-        feeds = [paddle.static.data(INPUTS[0], [1, -1, 3], "float64"),
-                 paddle.static.data(INPUTS[1], [1, -1], "int64"),
-                 paddle.static.data(INPUTS[2], [1, -1, -1], "int64")]
-        if mp:
-            feeds.append(paddle.static.data(INPUTS[3], [1, -1], "int64"))
+        shapes = {INPUTS[0]: [1, -1, 3], INPUTS[1]: [1, -1]}
+        feeds = [paddle.static.data(n, shapes.get(n, [-1] if n.startswith("center") else
+                                                  [1, -1] if n == INPUTS[3] else [1, -1, -1]),
+                                    "float64" if n == INPUTS[0] else "int64") for n in names]
         coord = feeds[0]
         coord.stop_gradient = False
         trees = {}
@@ -112,17 +131,26 @@ def build_program(data: dict):
                 p.stop_gradient = True
                 leaves[path] = Dual(v, p)
             trees[tree] = unflatten(leaves)
-        # the raw list always gets `width` empty slots more: the traced branch (no padding
-        # inside format_nlist) then holds for any runtime width, as for the example's
-        nloc_rt = paddle.shape(feeds[2])[1]
-        pad_s = paddle.full(paddle.stack([paddle.to_tensor(1, "int64"), nloc_rt,
-                                          paddle.to_tensor(width, "int64")]), -1, "int64")
-        nlist_s = paddle.concat([feeds[2], pad_s], axis=2)
-        nlist_e = np.concatenate([ex[2], np.full((1, 3, width), -1)], axis=2)
-        d = [Dual(ex[0], coord), Dual(ex[1], feeds[1]), Dual(nlist_e, nlist_s)]
-        mapping = Dual(ex[3], feeds[3]) if mp else None
-        ae = atomic_outputs(cfg, trees["params"], trees["buffers"], *d, raw_nlist=True,
-                            mapping=mapping)["energy"].s
+        d = [Dual(ex[0], coord), Dual(ex[1], feeds[1])]
+        if blocked:
+            nt = len(cfg["type_map"])
+            nls, centers = _blocked_example(nt, ex[1])
+            ae = atomic_outputs_blocked(
+                cfg, trees["params"], trees["buffers"], *d,
+                [Dual(e, s) for e, s in zip(nls, feeds[2:2 + nt], strict=True)],
+                [Dual(e, s) for e, s in zip(centers, feeds[2 + nt:], strict=True)])["energy"].s
+        else:
+            # the raw list always gets `width` empty slots more: the traced branch (no padding
+            # inside format_nlist) then holds for any runtime width, as for the example's
+            nloc_rt = paddle.shape(feeds[2])[1]
+            pad_s = paddle.full(paddle.stack([paddle.to_tensor(1, "int64"), nloc_rt,
+                                              paddle.to_tensor(width, "int64")]), -1, "int64")
+            nlist_s = paddle.concat([feeds[2], pad_s], axis=2)
+            nlist_e = np.concatenate([ex[2], np.full((1, 3, width), -1)], axis=2)
+            mapping = Dual(ex[3], feeds[3]) if mp else None
+            ae = atomic_outputs(cfg, trees["params"], trees["buffers"], *d,
+                                Dual(nlist_e, nlist_s), raw_nlist=True, mapping=mapping)
+            ae = ae["energy"].s
         ae = paddle.cast(ae, "float64")
         (grad,) = paddle.static.gradients([paddle.sum(ae)], [coord])
         force = -grad
@@ -213,13 +241,18 @@ class Predictor:
         self._inputs = self._pred.get_input_names()
 
     def lower(self, ext_coord, ext_atype, nlist, mapping=None) -> dict:
+        """ext_coord [nf, nall, 3], ext_atype [nf, nall], nlist [nf, nloc, *] raw (any order,
+        -1 padded), mapping [nf, nall] -> the five outputs, frame by frame."""
         outs = []
         for f in range(ext_coord.shape[0]):
             vals = {INPUTS[0]: np.ascontiguousarray(ext_coord[f:f + 1], dtype=np.float64),
-                    INPUTS[1]: np.ascontiguousarray(ext_atype[f:f + 1], dtype=np.int64),
-                    INPUTS[2]: np.ascontiguousarray(nlist[f:f + 1], dtype=np.int64)}
-            if INPUTS[3] in self._inputs:
-                vals[INPUTS[3]] = np.ascontiguousarray(mapping[f:f + 1], dtype=np.int64)
+                    INPUTS[1]: np.ascontiguousarray(ext_atype[f:f + 1], dtype=np.int64)}
+            if self.metadata.get("blocked"):  # as the C++ core builds them
+                vals.update(self._blocked(vals[INPUTS[0]], vals[INPUTS[1]], nlist[f:f + 1]))
+            else:
+                vals[INPUTS[2]] = np.ascontiguousarray(nlist[f:f + 1], dtype=np.int64)
+                if mapping is not None:
+                    vals[INPUTS[3]] = np.ascontiguousarray(mapping[f:f + 1], dtype=np.int64)
             for name in self._inputs:
                 h = self._pred.get_input_handle(name)
                 h.reshape(list(vals[name].shape))
@@ -229,3 +262,17 @@ class Predictor:
             outs.append({k: self._pred.get_output_handle(n).copy_to_cpu()
                          for k, n in zip(OUTPUT_NAMES, names, strict=True)})
         return {k: np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES}
+
+    def _blocked(self, ext, eatype, raw) -> dict:
+        from deepmd_md.model.env import format_nlist
+        from deepmd_md.model.frames import blocked_inputs
+
+        meta = self.metadata
+        nloc = raw.shape[1]
+        nl = format_nlist(ext, eatype, np.asarray(raw, dtype=np.int64), meta["rcut"],
+                          meta["sel"])
+        nls, center = blocked_inputs(nl, eatype[:, :nloc], meta["sel"])
+        out = {f"nlist_{t}": np.ascontiguousarray(x, dtype=np.int64) for t, x in enumerate(nls)}
+        out |= {f"center_{t}": np.ascontiguousarray(x, dtype=np.int64)
+                for t, x in enumerate(center)}
+        return out
