@@ -7,6 +7,15 @@
 #include <stdexcept>
 #include <string>
 
+// The hot loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
+// (GCC >= 12 function multi-versioning); elsewhere one portable build.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define DPMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DPMD_CLONES
+#endif
+#define DPMD_RESTRICT __restrict__
+
 namespace dpmd::kernels {
 
 namespace {
@@ -75,20 +84,24 @@ inline bool locate(const Grid& g, T s, int64_t& l, T& u) {
 
 inline double stride(const Grid& g, int64_t l) { return l < g.n1 ? g.h1 : g.h2; }
 
-// G [M] (and dG/ds [M] when dg) at s; counts overflow
+// G [M] (and dG/ds [M] when dg) at s; counts overflow. coef [L][6][M]: each power's M
+// coefficients contiguous, so the loops over outputs vectorize.
 template <typename T>
-inline void eval_one(const Table<T>& t, T s, T* g, T* dg, std::vector<double>& scratch,
-                     int64_t& beyond_data, int64_t& beyond_table) {
+__attribute__((always_inline)) inline void eval_one(const Table<T>& t, T s, T* DPMD_RESTRICT g, T* DPMD_RESTRICT dg,
+                     std::vector<double>& scratch, int64_t& beyond_data, int64_t& beyond_table) {
   int64_t l;
   T u;
   const int64_t m = t.m;
   if (locate(t.grid, s, l, u)) {
     if (l >= t.grid.n1) ++beyond_data;
-    const T* c = t.coef + l * m * 6;
-    const T ih = T(1.0 / stride(t.grid, l));
-    for (int64_t k = 0; k < m; ++k, c += 6) {
-      g[k] = c[0] + u * (c[1] + u * (c[2] + u * (c[3] + u * (c[4] + u * c[5]))));
-      if (dg) dg[k] = (c[1] + u * (T(2) * c[2] + u * (T(3) * c[3] + u * (T(4) * c[4] + u * T(5) * c[5])))) * ih;
+    const T* DPMD_RESTRICT c0 = t.coef + l * m * 6;
+    const T *c1 = c0 + m, *c2 = c1 + m, *c3 = c2 + m, *c4 = c3 + m, *c5 = c4 + m;
+    for (int64_t k = 0; k < m; ++k)
+      g[k] = c0[k] + u * (c1[k] + u * (c2[k] + u * (c3[k] + u * (c4[k] + u * c5[k]))));
+    if (dg) {
+      const T ih = T(1.0 / stride(t.grid, l));
+      for (int64_t k = 0; k < m; ++k)
+        dg[k] = (c1[k] + u * (T(2) * c2[k] + u * (T(3) * c3[k] + u * (T(4) * c4[k] + u * T(5) * c5[k])))) * ih;
     }
     return;
   }
@@ -214,20 +227,20 @@ void build_table(const Net& net, const Grid& grid, T* coef) {
       const double A = yn[k] - (c0 + c1 + c2);
       const double B = h * yn[m + k] - (c1 + 2 * c2);
       const double C = h * h * yn[2 * m + k] - 2 * c2;
-      T* c = coef + (l * m + k) * 6;
+      T* c = coef + l * m * 6 + k;  // [L][6][M]
       c[0] = T(c0);
-      c[1] = T(c1);
-      c[2] = T(c2);
-      c[3] = T(10 * A - 4 * B + 0.5 * C);
-      c[4] = T(-15 * A + 7 * B - C);
-      c[5] = T(6 * A - 3 * B + 0.5 * C);
+      c[m] = T(c1);
+      c[2 * m] = T(c2);
+      c[3 * m] = T(10 * A - 4 * B + 0.5 * C);
+      c[4 * m] = T(-15 * A + 7 * B - C);
+      c[5 * m] = T(6 * A - 3 * B + 0.5 * C);
     }
     std::swap(y, yn);
   }
 }
 
 template <typename T>
-void tabulate_forward(const Table<T>& t, const T* s, int64_t n0, int64_t n1, T* out, Overflow* of) {
+DPMD_CLONES void tabulate_forward(const Table<T>& t, const T* s, int64_t n0, int64_t n1, T* out, Overflow* of) {
   std::vector<double> scratch;
   int64_t a = 0, b = 0;
   for (int64_t i = n0; i < n1; ++i) eval_one<T>(t, s[i], out + i * t.m, nullptr, scratch, a, b);
@@ -235,36 +248,48 @@ void tabulate_forward(const Table<T>& t, const T* s, int64_t n0, int64_t n1, T* 
 }
 
 template <typename T>
-void tabulate_backward(const Table<T>& t, const T* s, const T* dg, int64_t n0, int64_t n1, T* ds) {
+DPMD_CLONES void tabulate_backward(const Table<T>& t, const T* s, const T* dg, int64_t n0, int64_t n1, T* ds) {
   std::vector<double> scratch;
   std::vector<T> g(t.m), d(t.m);
   int64_t a = 0, b = 0;
   for (int64_t i = n0; i < n1; ++i) {
     eval_one(t, s[i], g.data(), d.data(), scratch, a, b);
     T acc = 0;
-    const T* gi = dg + i * t.m;
-    for (int64_t k = 0; k < t.m; ++k) acc += d[k] * gi[k];
+    const T* DPMD_RESTRICT gi = dg + i * t.m;
+    const T* DPMD_RESTRICT di = d.data();
+#pragma omp simd reduction(+ : acc)
+    for (int64_t k = 0; k < t.m; ++k) acc += di[k] * gi[k];
     ds[i] = acc;
   }
 }
 
+// Per atom, the sums run in a transposed accumulator acc[c][k] (contiguous over outputs k):
+// plain vertical SIMD, no reductions, then one transpose into out[b][k][c].
 template <typename T, int C>
-static void fusion_fw(const Table<T>& t, const T* s, const T* em, int64_t nj, int64_t nc, int64_t b0,
-                      int64_t b1, T* out, Overflow* of) {
+DPMD_CLONES static void fusion_fw(const Table<T>& t, const T* s, const T* em, int64_t nj, int64_t nc, int64_t b0,
+                                  int64_t b1, T* out, Overflow* of) {
   const int64_t m = t.m, c_ = C > 0 ? C : nc;
   std::vector<double> scratch;
-  std::vector<T> g(m);
+  std::vector<T> gbuf(m), abuf(m * c_);
+  T* DPMD_RESTRICT g = gbuf.data();
+  T* DPMD_RESTRICT acc = abuf.data();
   int64_t a = 0, b = 0;
   for (int64_t bb = b0; bb < b1; ++bb) {
-    T* o = out + bb * m * c_;
-    std::fill(o, o + m * c_, T(0));
+    std::fill(acc, acc + m * c_, T(0));
     for (int64_t j = 0; j < nj; ++j) {
       const int64_t p = bb * nj + j;
-      eval_one<T>(t, s[p], g.data(), nullptr, scratch, a, b);
+      eval_one<T>(t, s[p], g, nullptr, scratch, a, b);
       const T* e = em + p * c_;
-      for (int64_t k = 0; k < m; ++k)
-        for (int64_t c = 0; c < c_; ++c) o[k * c_ + c] += g[k] * e[c];
+      for (int64_t c = 0; c < c_; ++c) {
+        const T ec = e[c];
+        T* DPMD_RESTRICT ac = acc + c * m;
+#pragma omp simd
+        for (int64_t k = 0; k < m; ++k) ac[k] += g[k] * ec;
+      }
     }
+    T* o = out + bb * m * c_;
+    for (int64_t k = 0; k < m; ++k)
+      for (int64_t c = 0; c < c_; ++c) o[k * c_ + c] = acc[c * m + k];
   }
   count(of, a, b);
 }
@@ -277,30 +302,62 @@ void fusion_forward(const Table<T>& t, const T* s, const T* em, int64_t nj, int6
   fusion_fw<T, 0>(t, s, em, nj, nc, b0, b1, out, of);
 }
 
+// dout of each atom transposed once to dt[c][k]; per pair, SIMD reductions over k (OpenMP simd
+// reductions: vectorized without -ffast-math).
 template <typename T, int C>
-static void fusion_bw(const Table<T>& t, const T* s, const T* em, const T* dout, int64_t nj, int64_t nc,
-                      int64_t b0, int64_t b1, T* ds, T* dem) {
+DPMD_CLONES static void fusion_bw(const Table<T>& t, const T* s, const T* em, const T* dout, int64_t nj,
+                                  int64_t nc, int64_t b0, int64_t b1, T* ds, T* dem) {
   const int64_t m = t.m, c_ = C > 0 ? C : nc;
   std::vector<double> scratch;
-  std::vector<T> g(m), dg(m), acc(c_);
+  std::vector<T> gbuf(m), dgbuf(m), tbuf(m * c_), wbuf(m);
+  T* DPMD_RESTRICT g = gbuf.data();
+  T* DPMD_RESTRICT dg = dgbuf.data();
+  T* DPMD_RESTRICT dt = tbuf.data();
+  T* DPMD_RESTRICT w = wbuf.data();
   int64_t a = 0, b = 0;
   for (int64_t bb = b0; bb < b1; ++bb) {
     const T* d = dout + bb * m * c_;
+    for (int64_t k = 0; k < m; ++k)
+      for (int64_t c = 0; c < c_; ++c) dt[c * m + k] = d[k * c_ + c];
     for (int64_t j = 0; j < nj; ++j) {
       const int64_t p = bb * nj + j;
-      eval_one(t, s[p], g.data(), dg.data(), scratch, a, b);
+      eval_one<T>(t, s[p], g, dg, scratch, a, b);
       const T* e = em + p * c_;
-      T acc_s = 0;
-      std::fill(acc.begin(), acc.end(), T(0));
-      for (int64_t k = 0; k < m; ++k) {
-        T dot = 0;
-        for (int64_t c = 0; c < c_; ++c) {
-          acc[c] += g[k] * d[k * c_ + c];
-          dot += d[k * c_ + c] * e[c];
+      T* de = dem + p * c_;
+      if constexpr (C == 4) {  // water's case: one pass, five SIMD reductions
+        const T *d0 = dt, *d1 = dt + m, *d2 = dt + 2 * m, *d3 = dt + 3 * m;
+        const T e0 = e[0], e1 = e[1], e2 = e[2], e3 = e[3];
+        T a0 = 0, a1 = 0, a2 = 0, a3 = 0, as = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, as)
+        for (int64_t k = 0; k < m; ++k) {
+          a0 += g[k] * d0[k];
+          a1 += g[k] * d1[k];
+          a2 += g[k] * d2[k];
+          a3 += g[k] * d3[k];
+          as += dg[k] * (d0[k] * e0 + d1[k] * e1 + d2[k] * e2 + d3[k] * e3);
         }
-        acc_s += dg[k] * dot;
+        de[0] = a0;
+        de[1] = a1;
+        de[2] = a2;
+        de[3] = a3;
+        ds[p] = as;
+        continue;
       }
-      std::copy(acc.begin(), acc.end(), dem + p * c_);
+      std::fill(w, w + m, T(0));  // w[k] = sum_c dt[c][k] e[c]
+      for (int64_t c = 0; c < c_; ++c) {
+        const T ec = e[c];
+        const T* DPMD_RESTRICT dc = dt + c * m;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t k = 0; k < m; ++k) {
+          acc += g[k] * dc[k];
+          w[k] += dc[k] * ec;
+        }
+        de[c] = acc;
+      }
+      T acc_s = 0;
+#pragma omp simd reduction(+ : acc_s)
+      for (int64_t k = 0; k < m; ++k) acc_s += dg[k] * w[k];
       ds[p] = acc_s;
     }
   }

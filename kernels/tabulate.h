@@ -2,7 +2,7 @@
 //
 // A 1-input embedding net N: s -> R^M is replaced by piecewise quintic polynomials. On each
 // interval [x_l, x_l + h] with u = (s - x_l) / h in [0, 1):
-//     G_m(s) = sum_k c[l][m][k] u^k,   k = 0..5,
+//     G_m(s) = sum_k c[l][k][m] u^k,   k = 0..5,
 // whose value, first and second derivative equal the net's at both knots (quintic Hermite), so
 // G is C2 across knots. Two uniform tables, as DeePMD-kit's `dp compress`:
 //     table 1: [lo, up)  stride h1 (the range of s in the training data)
@@ -10,7 +10,7 @@
 // and outside [lo, hi) the net itself (exact value and derivative, counted), never a clamp.
 //
 // Layouts (row-major, contiguous):
-//   coef  [n1 + n2, M, 6]  in T (float or double)
+//   coef  [n1 + n2, 6, M]  in T (float or double); powers outer so loops over M vectorize
 //   grid  [8] double       lo, up, hi, h1, h2, n1, n2, check_frequency
 //   net   flat double      version 1, act, act_param, nlayers, (nin, nout, has_idt) per layer,
 //                          then per layer w [nin, nout], b [nout], idt [nout] if has_idt
@@ -59,7 +59,7 @@ struct Grid {
 
 Grid parse_grid(const double* g, int64_t n);
 
-// coef [n1 + n2, M, 6] of the net over the grid (jets at every knot, then quintic Hermite).
+// coef [n1 + n2, 6, M] of the net over the grid (jets at every knot, then quintic Hermite).
 template <typename T>
 void build_table(const Net& net, const Grid& grid, T* coef);
 
@@ -71,7 +71,7 @@ struct Overflow {
 
 template <typename T>
 struct Table {
-  const T* coef;  // [n1 + n2, M, 6]
+  const T* coef;  // [n1 + n2, 6, M]
   int64_t m;
   Grid grid;
   const Net* net;

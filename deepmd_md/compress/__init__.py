@@ -134,7 +134,7 @@ def compress(data: dict, min_nbor_dist: float, step: float = DEFAULT_STEP,
             if log:
                 log(f"  {label}: s in [{grid[0]:.4g}, {grid[1]:.4g}) by {step:g} ({int(grid[5])}"
                     f" intervals), [{grid[1]:.4g}, {grid[2]:.4g}) by {10 * step:g} "
-                    f"({int(grid[6])}), {tables[name]['coef'].shape[1]} outputs; max |table - "
+                    f"({int(grid[6])}), {tables[name]['coef'].shape[2]} outputs; max |table - "
                     f"net| at interval midpoints {err:.2e}")
     out["config"]["compress"] = {
         "step": float(step), "extrapolate": float(extrapolate),

@@ -2,11 +2,11 @@
 the model math calls.
 
 A 1-input embedding net N: s -> R^M becomes piecewise quintic polynomials: on interval l,
-u = (s - x_l) / h_l, G_m(s) = sum_k coef[l, m, k] u^k, matching N, N' and N'' at both knots
+u = (s - x_l) / h_l, G_m(s) = sum_k coef[l, k, m] u^k, matching N, N' and N'' at both knots
 (so G is C2). Two uniform tables as DeePMD-kit's `dp compress`: [lo, up) with stride h1 =
 `step`, [up, hi) with stride h2 = 10 h1, hi = extrapolate x up; outside [lo, hi) the net itself.
 
-A table `tab` is {"coef": [n1 + n2, M, 6] (model dtype), "grid": [8] f64 (lo, up, hi, h1, h2,
+A table `tab` is {"coef": [n1 + n2, 6, M] (model dtype), "grid": [8] f64 (lo, up, hi, h1, h2,
 n1, n2, check_frequency), "net": flat f64 (pack_net)}, stored in the descriptor's statistics.
 PyTorch tensors go to the C++ ops (dpmd::tabulate, dpmd::tabulate_fusion); any other array
 namespace (NumPy, complex-step included; JAX) runs the array-API reference below.
@@ -129,7 +129,8 @@ def net_jet(net: dict, activation: str, s) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def build_table(net: dict, activation: str, grid) -> np.ndarray:
-    """coef [n1 + n2, M, 6] f64: quintic Hermite interpolation of the net's jets at the knots."""
+    """coef [n1 + n2, 6, M] f64: quintic Hermite interpolation of the net's jets at the knots
+    (the powers outer: the C++ loops over the M outputs vectorize)."""
     xk = knots(grid)
     y, y1, y2 = net_jet(net, activation, xk)
     h = np.diff(xk)[:, None]
@@ -138,7 +139,7 @@ def build_table(net: dict, activation: str, grid) -> np.ndarray:
     b = h * y1[1:] - (c1 + 2 * c2)
     c = h * h * y2[1:] - 2 * c2
     return np.stack([c0, c1, c2, 10 * a - 4 * b + 0.5 * c, -15 * a + 7 * b - c,
-                     6 * a - 3 * b + 0.5 * c], axis=-1)
+                     6 * a - 3 * b + 0.5 * c], axis=1)
 
 
 def build(net: dict, activation: str, grid, dtype) -> dict:
@@ -182,10 +183,9 @@ def _reference_values(tab: dict, net: dict, activation: str, s):
     k = xp.where(in1, xp.minimum(k, n1 - 1), xp.minimum(k, xp.maximum(n2 - 1, 0 * n2)))
     idx = xp.where(inside, xp.where(in1, k, k + n1), xp.zeros_like(k))
     u = x - xp.astype(k, x.dtype)
-    c = xp.take(coef, idx, axis=0)  # [n, M, 6]
+    c = xp.take(coef, idx, axis=0)  # [n, 6, M]
     u = u[:, None]
-    val = c[..., 0] + u * (c[..., 1] + u * (c[..., 2] + u * (c[..., 3] + u * (c[..., 4]
-                                                                               + u * c[..., 5]))))
+    val = c[:, 0] + u * (c[:, 1] + u * (c[:, 2] + u * (c[:, 3] + u * (c[:, 4] + u * c[:, 5]))))
     if not _maybe_any(xp, ~inside):
         return val
     exact = xp.matrix_transpose(apply_embedding_fm(net, s[None, :], activation))

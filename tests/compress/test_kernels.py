@@ -51,12 +51,13 @@ def test_cpp_table_equals_reference(ops, act):
     grid = T.make_grid(-1.1, 7.3, 0.02, 5)
     ref = T.build_table(net, act, grid)
     got = ops.tabulate_build(torch.as_tensor(T.pack_net(net, act)), torch.as_tensor(grid)).numpy()
-    assert got.shape == ref.shape == (int(grid[5] + grid[6]), 16, 6)
+    assert got.shape == ref.shape == (int(grid[5] + grid[6]), 6, 16)
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
 def _poly(coef, u, h):
-    """value, d/ds, d2/ds2 of the interval polynomials at u: coef [L, M, 6], h [L]."""
+    """value, d/ds, d2/ds2 of the interval polynomials at u: coef [L, 6, M], h [L]."""
+    coef = np.moveaxis(coef, 1, -1)
     k = np.arange(6)
     v = np.sum(coef * u ** k, -1)
     d1 = np.sum(coef[..., 1:] * k[1:] * u ** (k[1:] - 1), -1) / h[:, None]

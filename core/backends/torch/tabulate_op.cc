@@ -1,5 +1,5 @@
 // dpmd::tabulate*, the ops of compressed models (tabulated embedding nets, kernels/tabulate.h):
-//   tabulate_build(net, grid) -> coef [n1 + n2, M, 6] f64           (compression time)
+//   tabulate_build(net, grid) -> coef [n1 + n2, 6, M] f64           (compression time)
 //   tabulate(coef, grid, net, s [*]) -> G [*, M]                      (se_atten strip, DPA-2)
 //   tabulate_fusion(coef, grid, net, s [B, J], em [B, J, C]) -> [B, M, C]
 //       = sum_j G(s_bj)^T em_bj                                       (se_e2_a, se_e2_r)
@@ -52,10 +52,10 @@ Parsed parse(const at::Tensor& grid, const at::Tensor& net) {
 
 template <typename T>
 K::Table<T> table_of(const at::Tensor& coef, const Parsed& p) {
-  TORCH_CHECK(coef.dim() == 3 && coef.size(2) == 6 && coef.size(0) == p.grid.n1 + p.grid.n2 &&
-                  coef.size(1) == p.net.nout(),
-              "dpmd::tabulate: coef [n1 + n2, M, 6] does not match its grid and net");
-  return K::Table<T>{coef.data_ptr<T>(), coef.size(1), p.grid, &p.net};
+  TORCH_CHECK(coef.dim() == 3 && coef.size(1) == 6 && coef.size(0) == p.grid.n1 + p.grid.n2 &&
+                  coef.size(2) == p.net.nout(),
+              "dpmd::tabulate: coef [n1 + n2, 6, M] does not match its grid and net");
+  return K::Table<T>{coef.data_ptr<T>(), coef.size(2), p.grid, &p.net};
 }
 
 // process-wide overflow counts between reports
@@ -81,7 +81,7 @@ void maybe_report(const K::Grid& g) {
 
 at::Tensor build_cpu(const at::Tensor& net, const at::Tensor& grid) {
   Parsed p = parse(grid, net);
-  at::Tensor coef = at::empty({p.grid.n1 + p.grid.n2, p.net.nout(), 6}, net.options());
+  at::Tensor coef = at::empty({p.grid.n1 + p.grid.n2, 6, p.net.nout()}, net.options());
   K::build_table<double>(p.net, p.grid, coef.data_ptr<double>());
   return coef;
 }
@@ -91,7 +91,7 @@ at::Tensor tab_cpu(const at::Tensor& coef, const at::Tensor& grid, const at::Ten
   Parsed p = parse(grid, net);
   at::Tensor sc = s.contiguous(), cc = coef.contiguous();
   auto shape = s.sizes().vec();
-  shape.push_back(cc.size(1));
+  shape.push_back(cc.size(2));
   at::Tensor out = at::empty(shape, s.options());
   const int64_t n = sc.numel();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "dpmd::tabulate", [&] {
@@ -133,7 +133,7 @@ at::Tensor fusion_cpu(const at::Tensor& coef, const at::Tensor& grid, const at::
   Parsed p = parse(grid, net);
   at::Tensor sc = s.contiguous(), ec = em.contiguous(), cc = coef.contiguous();
   const int64_t nb = s.size(0), nj = s.size(1), nc = em.size(2);
-  at::Tensor out = at::empty({nb, cc.size(1), nc}, em.options());
+  at::Tensor out = at::empty({nb, cc.size(2), nc}, em.options());
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "dpmd::tabulate_fusion", [&] {
     auto t = table_of<scalar_t>(cc, p);
     at::parallel_for(0, nb, 16, [&](int64_t a, int64_t b) {
@@ -171,7 +171,7 @@ at::Tensor build_meta(const at::Tensor&, const at::Tensor&) {
 
 at::Tensor tab_meta(const at::Tensor& coef, const at::Tensor&, const at::Tensor&, const at::Tensor& s) {
   auto shape = s.sym_sizes().vec();
-  shape.push_back(coef.sym_size(1));
+  shape.push_back(coef.sym_size(2));
   return at::empty_symint(shape, s.options());
 }
 
@@ -182,7 +182,7 @@ at::Tensor tab_bw_meta(const at::Tensor&, const at::Tensor&, const at::Tensor&, 
 
 at::Tensor fusion_meta(const at::Tensor& coef, const at::Tensor&, const at::Tensor&, const at::Tensor& s,
                        const at::Tensor& em) {
-  return at::empty_symint({s.sym_size(0), coef.sym_size(1), em.sym_size(2)}, em.options());
+  return at::empty_symint({s.sym_size(0), coef.sym_size(2), em.sym_size(2)}, em.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> fusion_bw_meta(const at::Tensor&, const at::Tensor&, const at::Tensor&,

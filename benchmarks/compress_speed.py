@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""LAMMPS speed of compressed models (run by hand, not in CI): `dpmd compress` beside the
+uncompressed model in the same run, and DeePMD-kit 3.2's compressed PyTorch model beside them
+when its venv is given.
+
+Water se_e2_a of the example's size (examples/water/se_e2_a/input.json), fp64, random weights
+with the environment statistics of the shipped water data (timing does not depend on the
+weights; the table range does on the statistics); the 192-atom box replicated; microseconds
+per step per atom from LAMMPS' "Loop time" after a warm-up (benchmarks/lammps_speed.py's runner).
+
+  python benchmarks/compress_speed.py                           # 1,536 atoms, 2 ranks x 1 thread
+  python benchmarks/compress_speed.py --sizes 1536 12288 --formats .pth .pt2
+  python benchmarks/compress_speed.py --dp-venv /tmp/dp         # + DeePMD-kit (trains it 10 steps)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lammps_speed import REPLICATE, flops_per_atom, lammps_input, run  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "examples" / "water" / "se_e2_a" / "input.json"
+WATER = [REPO / "examples" / "water" / "data" / f"data_{i}" for i in range(4)]
+BIN = Path(sys.executable).parent
+
+
+def water_model() -> dict:
+    """ModelData of the example's size: random weights, env statistics and energy bias of the
+    water data (as training starts)."""
+    import numpy as np
+
+    from deepmd_md import keys
+    from deepmd_md.config import normalize
+    from deepmd_md.data.system import load_system
+    from deepmd_md.model.frames import prepare_frames
+    from deepmd_md.model.model import descriptor_kind, init_model
+
+    inp = json.loads(CONFIG.read_text())
+    inp["training"]["training_data"]["systems"] = ["unused"]
+    inp["training"].pop("validation_data", None)
+    cfg = normalize(inp)["model"]
+    data = init_model(cfg, seed=1)
+    kind, dcfg = descriptor_kind(cfg), cfg["descriptor"]
+    s = load_system(str(WATER[0]))
+    coord, box = s.coord[:10], s.box[:10]
+    atype = np.broadcast_to(s.atype, coord.shape[:2])
+    prep = prepare_frames(cfg, coord, atype, box)
+    ext = np.take_along_axis(coord, prep[keys.MAPPING][..., None], axis=1) + prep[keys.SHIFT]
+    sums = kind.stat_sums(dcfg, ext, prep[keys.EXT_ATYPE], prep[keys.NLIST], 2)
+    data["buffers"]["descriptor"] = kind.stats_from_sums(dcfg, sums, np.float64)
+    data["buffers"]["bias_atom_e"][:] = [-93.6, -187.2]
+    return data
+
+
+def dp_models(venv: Path, work: Path) -> tuple[Path, Path]:
+    """DeePMD-kit 3.2 PyTorch: the example's input trained 10 steps, frozen, compressed with its
+    defaults (`dp --pt compress -t input.json`)."""
+    inp = json.loads(CONFIG.read_text())
+    inp["training"]["training_data"]["systems"] = [str(p) for p in WATER[:3]]
+    inp["training"]["validation_data"] = {"systems": [str(WATER[3])], "batch_size": 1}
+    inp["training"].update(numb_steps=10, disp_freq=10, save_freq=10)
+    (work / "input.json").write_text(json.dumps(inp))
+    dp = str(venv / "bin" / "dp")
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    for cmd in (["--pt", "train", "input.json"], ["--pt", "freeze", "-o", "dp.pth"],
+                ["--pt", "compress", "-i", "dp.pth", "-o", "dp_compressed.pth", "-t",
+                 "input.json"]):
+        subprocess.run([dp, *cmd], cwd=work, env=env, check=True, capture_output=True)
+    return work / "dp.pth", work / "dp_compressed.pth"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1536])
+    ap.add_argument("--layouts", nargs="+", default=["2x1"], help="RANKSxTHREADS")
+    ap.add_argument("--formats", nargs="+", default=[".pth"], help=".pth and/or .pt2")
+    ap.add_argument("--steps", type=float, default=1.5e5, help="atom-steps per measured run")
+    ap.add_argument("--step", type=float, default=0.01, help="dpmd compress --step")
+    ap.add_argument("--dp-venv", help="DeePMD-kit venv (its dp and lmp) to run beside")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+
+    from deepmd_md.compress import compress
+    from deepmd_md.data.neighbor import neighbor_stat
+    from deepmd_md.formats import write_model
+
+    work = Path(tempfile.mkdtemp(prefix="dpmd_compress_bench_"))
+    data = water_model()
+    rmin, _ = neighbor_stat([str(p) for p in WATER], 6.0, ["O", "H"])
+    comp = compress(data, rmin, step=args.step)
+    models = []
+    for fmt in args.formats:
+        for name, d in (("plain", data), ("compressed", comp)):
+            path = work / f"{name}{fmt}"
+            write_model(d, str(path))
+            models.append((f"deepmd_md {name} {fmt}", str(BIN / "lmp"), str(path), {}))
+    if args.dp_venv:
+        venv = Path(args.dp_venv)
+        plain, compressed = dp_models(venv, work)
+        dp_env = {"LD_PRELOAD": str(next(venv.glob(
+            "lib/python3*/site-packages/torch/lib/libtorch_cpu.so")))}
+        for name, path in (("plain", plain), ("compressed", compressed)):
+            models.append((f"deepmd-kit {name} .pth", str(venv / "bin" / "lmp"), str(path), dp_env))
+    cfg = data["config"]
+    fl = flops_per_atom(cfg, sum(cfg["descriptor"]["sel"]))
+    print(f"min neighbor distance {rmin:.4f} A; uncompressed FLOP estimate {fl / 1e6:.2f} "
+          f"MFLOP/atom/step; work dir {work}")
+    print(f"{'model':32s} {'atoms':>6s} {'layout':>6s} {'us/step/atom':>13s}")
+    results = []
+    for n in args.sizes:
+        steps = max(3, int(args.steps / n))
+        for lay in args.layouts:
+            ranks, threads = (int(x) for x in lay.split("x"))
+            for name, exe, path, envx in models:
+                r = run(exe, lammps_input(path, REPLICATE[n], steps, 2), ranks, threads, envx)
+                print(f"{name:32s} {n:6d} {lay:>6s} {r['us_step_atom']:13.1f}", flush=True)
+                results.append({"model": name, "atoms": n, "layout": lay, **r})
+    by = {(r["model"], r["atoms"], r["layout"]): r["us_step_atom"] for r in results}
+    for (name, n, lay), t in by.items():
+        if "compressed" in name:
+            base = by.get((name.replace("compressed", "plain"), n, lay))
+            dp_best = [v for (m, a, la), v in by.items()
+                       if m == "deepmd-kit compressed .pth" and a == n and la == lay]
+            line = f"{name} at {n} atoms ({lay}): {base / t:.2f}x faster than uncompressed"
+            if dp_best and not name.startswith("deepmd-kit"):
+                line += f"; {t / dp_best[0]:.2f} x DeePMD-kit's compressed time"
+            print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
