@@ -115,3 +115,16 @@ def test_lmp_executable_runs_json(models, tmp_path):
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "ERROR" not in p.stdout
     assert (BIN / "lmp").exists()
+
+
+def test_truncated_json_is_one_lammps_error(models, tmp_path):
+    """A truncated .json: LAMMPS stops with one ERROR line naming the file and the reason."""
+    _, js = models
+    bad = tmp_path / "bad.json"
+    bad.write_text(js.read_text()[:3000])
+    (tmp_path / "bad.pdiparams").write_bytes(js.with_suffix(".pdiparams").read_bytes())
+    p = run_lmp("\n".join(lines(bad) + ["run 1"]) + "\n", tmp_path, paddle_env(), timeout=120)
+    assert p.returncode != 0
+    errors = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ERROR")]
+    assert len(errors) == 1, errors
+    assert str(bad) in errors[0] and "not a Paddle model .json" in errors[0], errors[0]
