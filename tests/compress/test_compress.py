@@ -121,6 +121,22 @@ def test_reference_backend_equals_op(ops, tmp_path):
     assert f.shape == (8, 3)
 
 
+def test_float32_model(ops, tmp_path):
+    """A float32 model keeps float32 tables and runs the float32 kernel: equal to the
+    uncompressed float32 model at float32 round-off."""
+    from helpers import TRICLINIC_BOX, as_float32
+
+    data = as_float32(make_model())
+    comp = compress(data, 0.9)
+    assert all(t["coef"].dtype == np.float32 for t in _tables(comp).values())
+    coord, atype, box = random_frames(12, TRICLINIC_BOX, seed=3, min_dist=0.95)
+    write_model(data, tmp_path / "p.pth")
+    write_model(comp, tmp_path / "c.pth")
+    e0, f0, _ = _eval(tmp_path / "p.pth", coord.reshape(1, -1), box, atype[0])
+    e1, f1, _ = _eval(tmp_path / "c.pth", coord.reshape(1, -1), box, atype[0])
+    assert abs(e1[0] - e0[0]) / 12 < 1e-6 and np.max(np.abs(f1 - f0)) < 1e-5
+
+
 def test_forces_are_minus_gradient(ops, tmp_path):
     """Central differences of the compressed .pth's energy (water, 192 atoms) = its forces."""
     comp = compress(_water_model("se_e2_a"), RMIN)

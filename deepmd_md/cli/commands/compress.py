@@ -93,6 +93,9 @@ def run(args) -> int:
     out = compress(data, rmin, args.step, args.extrapolate, args.check_frequency,
                    log=lambda s: print(s, flush=True))
     fmt = format_of(args.output)
+    if fmt.suffix not in (".pth", ".pt2", ".dp"):
+        print(f"note: {fmt.suffix} evaluates the tables with framework ops (same values; the "
+              "fused C++ kernel, and the speed-up, are for .pth and .pt2)", flush=True)
     if fmt.slow:
         print(f"writing {args.output} ({fmt.slow}) ...", flush=True)
     write_model(out, args.output)
