@@ -118,6 +118,13 @@ def test_reference_backend_equals_op(ops, tmp_path):
     _, fp, _ = _eval(tmp_path / "c.pth", coord.reshape(1, -1), box, atype[0])
     np.testing.assert_allclose(fp[0], reference.evaluate(comp, coord, atype, box)["force"][0],
                                rtol=0, atol=1e-12)
+    # the torch adapter on the .dp: the op on the forward_lower path (full-sel list, no mask)
+    from deepmd_md.infer.deep_pot import DeepPot
+
+    write_model(comp, tmp_path / "c.dp")
+    ft = DeepPot(str(tmp_path / "c.dp"), backend="torch").eval(coord.reshape(1, -1), box,
+                                                                 atype[0])[1]
+    np.testing.assert_allclose(ft[0], fp[0], rtol=0, atol=1e-12)
     assert f.shape == (8, 3)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from lammps_helpers import WATER_LMP, lmp_box, run_driver, water_types
 
 from deepmd_md.formats import write_model
@@ -61,3 +62,22 @@ def test_lammps_compressed_equals_uncompressed(water_models, lmp_env, tmp_path):
     r1 = run_driver({"commands": _lines(comp)}, tmp_path / "comp", lmp_env)
     assert abs(r1["pe"] - r0["pe"]) / r0["natoms"] <= 1e-6
     assert np.max(np.abs(np.array(r1["f"]) - np.array(r0["f"]))) <= 1e-6
+
+
+@pytest.mark.parametrize("key", ["se_atten_v2", "dpa2-strip"])
+def test_lammps_mixed_and_message_passing(ops, lmp_env, tmp_path, key):
+    """se_atten_v2 (mixed-type list) and DPA-2 (repinit tabulated; the repformer passes
+    messages through the engine's ghost exchange on 2 ranks) = DeepPot on 1 and 2 ranks."""
+    from test_compress import RMIN, _water_model
+
+    from deepmd_md.compress import compress
+
+    model = tmp_path / "c.pth"
+    write_model(compress(_water_model(key), RMIN), model)
+    for nranks in (1, 2):
+        res = run_driver({"commands": _lines(model)}, tmp_path / f"r{nranks}", lmp_env,
+                         np_=nranks)
+        e, f, v = _deeppot(model, res)
+        assert abs(res["pe"] - e) < 1e-9 * max(1.0, abs(e))
+        np.testing.assert_allclose(np.array(res["f"]), f, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(res["virial"], v[VOIGT], rtol=0, atol=1e-9)
