@@ -31,6 +31,7 @@ from deepmd_md.errors import ConfigError
 DEFAULT_STEP = 0.01
 DEFAULT_EXTRAPOLATE = 5.0
 DEFAULT_CHECK_FREQUENCY = -1
+MAX_TABLE_BYTES = 2**31  # all tables of one descriptor block
 
 
 def _s_max(rmin: float, rcut_smth: float, rcut: float) -> float:
@@ -121,6 +122,12 @@ def compress(data: dict, min_nbor_dist: float, step: float = DEFAULT_STEP,
             raise ConfigError(f"--step {step} is wider than the whole table range "
                               f"[{lower:.4g}, {upper:.4g}] of s; use a smaller step")
         grid = make_grid(lower - step, upper, step, extrapolate, check_frequency)
+        width = site["nets"][next(iter(site["nets"]))]["layers"][-1]["w"].shape[1]
+        size = (grid[5] + grid[6]) * 6 * width * np.dtype(dtype).itemsize * len(site["nets"])
+        if size > MAX_TABLE_BYTES:
+            raise ConfigError(f"the tables would take {size / 2**30:.1f} GiB ({int(grid[5])} + "
+                              f"{int(grid[6])} intervals of s in [{lower:.4g}, {upper:.4g}] x "
+                              f"{width} outputs x {len(site['nets'])} nets): use a larger --step")
         node = out["buffers"]["descriptor"]
         for key in site["where"]:
             node = node[key]

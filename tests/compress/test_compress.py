@@ -250,7 +250,7 @@ def test_cli_compress(ops, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["dpa3", "concat", "dpa2-concat", "no-distance", "step",
-                                  "suffix", "missing", "bad-input-json"])
+                                  "tiny-step", "suffix", "missing", "bad-input-json"])
 def test_bad_input(ops, tmp_path, case):
     """One line naming the part and why; exit 1; no output file."""
     args, expect = ["-i", "model.dp", "-o", "out.pth"], ""
@@ -268,6 +268,9 @@ def test_bad_input(ops, tmp_path, case):
     elif case == "step":
         args += ["-t", "in.json", "-s", "0"]
         expect = "--step must be a positive number"
+    elif case == "tiny-step":
+        args += ["-t", "in.json", "-s", "1e-7"]
+        expect = "GiB"
     elif case == "suffix":
         args = ["-i", "model.dp", "-o", "out.xyz"]
         expect = "unknown model format for out.xyz"
