@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from capi import DP, IP, Input, Output
-from helpers import TRICLINIC_BOX, assert_close, make_model, random_frames, tiny_descriptors
+from helpers import (
+    TRICLINIC_BOX,
+    as_float32,
+    assert_close,
+    make_model,
+    random_frames,
+    tiny_descriptors,
+)
 
 from deepmd_md.backends.numpy import reference
 
@@ -49,14 +56,19 @@ def _load(core, path):
     return m, core.dpmd_last_error().decode()
 
 
-@pytest.mark.parametrize("name", ["se_e2_a", "se_e2_a:one type", *tiny_descriptors()])
+@pytest.mark.parametrize("name", ["se_e2_a", "se_e2_a:one type", "se_e2_a:float32",
+                                  *tiny_descriptors()])
 def test_core_json_matches_reference(core, tmp_path, name):
     """The core builds images and lists itself (nghost = 0, a box): energy, forces, virial,
     atom energies of the .json = the complex-step reference to 1e-10. "one type": a frame of
-    type-0 atoms only (the per-type inputs of the blocked program for type 1 are empty)."""
+    type-0 atoms only (the per-type inputs of the blocked program for type 1 are empty);
+    "float32": an fp32 model (within 1e-4 of its weights in fp64, and not fp64-exact)."""
     from deepmd_md.backends.paddle.freeze import freeze_paddle
 
     data = make_model() if name.startswith("se_e2_a") else make_model(desc=tiny_descriptors()[name])
+    tol = 1e-10
+    if name.endswith("float32"):
+        data, tol = as_float32(data), 1e-4
     path = tmp_path / "model.json"
     freeze_paddle(data, str(path))
     m, err = _load(core, path)
@@ -77,11 +89,13 @@ def test_core_json_matches_reference(core, tmp_path, name):
     finally:
         core.dpmd_model_free(m)
     ref = reference.evaluate(data, coord, atype, box)
-    assert_close(np.array([out.energy]), ref["energy"], 1e-10, "energy")
-    assert_close(f, ref["force"][0], 1e-10, "force")
-    assert_close(np.array(out.virial), ref["virial"][0], 1e-10, "virial")
-    assert_close(ae, ref["atom_energy"][0], 1e-10, "atom_energy")
-    assert_close(av.sum(0), ref["virial"][0], 1e-10, "sum of atom virials")
+    assert_close(np.array([out.energy]), ref["energy"], tol, "energy")
+    assert_close(f, ref["force"][0], tol, "force")
+    assert_close(np.array(out.virial), ref["virial"][0], tol, "virial")
+    assert_close(ae, ref["atom_energy"][0], tol, "atom_energy")
+    assert_close(av.sum(0), ref["virial"][0], tol, "sum of atom virials")
+    if name.endswith("float32"):
+        assert np.abs(f - ref["force"][0]).max() > 1e-12, "fp32 model ran in fp64?"
 
 
 @pytest.fixture(scope="module")

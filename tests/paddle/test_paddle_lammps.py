@@ -108,6 +108,18 @@ def test_json_equals_pth_on_1_and_2_ranks(models, tmp_path):
         np.testing.assert_allclose(res["virial"], runs["pth", 1]["virial"], rtol=0, atol=1e-8)
 
 
+def test_threads_same_as_one_thread(models, tmp_path):
+    """OMP_NUM_THREADS=2: the core runs chunks of 17 local atoms on two threads, one Paddle
+    predictor each: the same energies and forces as one thread."""
+    _, js = models
+    env = paddle_env()
+    a = run_driver({"commands": lines(js), "steps": 5}, tmp_path / "a", env)
+    b = run_driver({"commands": lines(js), "steps": 5}, tmp_path / "b",
+                   {**env, "OMP_NUM_THREADS": "2", "DPMD_MD_CHUNK": "17"})
+    assert np.abs(np.array(a["pe_steps"]) - b["pe_steps"]).max() <= 1e-9
+    np.testing.assert_allclose(b["f"], a["f"], rtol=0, atol=1e-10)
+
+
 def test_lmp_executable_runs_json(models, tmp_path):
     """The `lmp` binary: no Python interpreter in the process, libpaddle.so still loads."""
     _, js = models
