@@ -114,7 +114,8 @@ def main() -> None:
                 res["weights_equal"] = _same_weights(read_model(str(out)), data)
                 pred = _predictions(out, system, out.parent / "test")
                 res["max_diff"] = float(np.abs(pred - ref).max())
-                if a in FORMATS and FORMATS[a].write is not None and a != SLOW_TARGET:
+                if a != b and a in FORMATS and FORMATS[a].write is not None \
+                        and a != SLOW_TARGET:  # A -> A -> A is the pair A -> A twice
                     back = out.parent / "back" / _name(a)
                     back.parent.mkdir()
                     _cli("convert-backend", out, back)

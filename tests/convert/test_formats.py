@@ -52,7 +52,7 @@ def test_pair(results, a, b):
     print(f"{a} -> {b}: dpmd test max |d| {res['max_diff']:.1e}, {res['seconds']} s")
     assert res["weights_equal"], "weights changed"
     assert res["max_diff"] <= TOL, res["max_diff"]
-    if a in TARGETS and a != SLOW:
+    if a in TARGETS and a not in (SLOW, b):
         assert res["round_trip_equal"], f"{a} -> {b} -> {a} changed the weights"
 
 
