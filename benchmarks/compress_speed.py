@@ -11,6 +11,7 @@ per step per atom from LAMMPS' "Loop time" after a warm-up (benchmarks/lammps_sp
   python benchmarks/compress_speed.py                           # 1,536 atoms, 2 ranks x 1 thread
   python benchmarks/compress_speed.py --sizes 1536 12288 --formats .pth .pt2
   python benchmarks/compress_speed.py --dp-venv /tmp/dp         # + DeePMD-kit (trains it 10 steps)
+  python benchmarks/compress_speed.py --work /tmp/cb ...        # keep the models for the next run
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def dp_models(venv: Path, work: Path) -> tuple[Path, Path]:
     inp["training"]["validation_data"] = {"systems": [str(WATER[3])], "batch_size": 1}
     inp["training"].update(numb_steps=10, disp_freq=10, save_freq=10)
     (work / "input.json").write_text(json.dumps(inp))
+    if (work / "dp_compressed.pth").exists():  # from an earlier run in the same --work
+        return work / "dp.pth", work / "dp_compressed.pth"
     dp = str(venv / "bin" / "dp")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     for cmd in (["--pt", "train", "input.json"], ["--pt", "freeze", "-o", "dp.pth"],
@@ -86,6 +89,8 @@ def main():
     ap.add_argument("--steps", type=float, default=1.5e5, help="atom-steps per measured run")
     ap.add_argument("--step", type=float, default=0.01, help="dpmd compress --step")
     ap.add_argument("--dp-venv", help="DeePMD-kit venv (its dp and lmp) to run beside")
+    ap.add_argument("--work", help="folder for the models (kept: a second run reuses them, "
+                    "the .pt2 compilations and DeePMD-kit's training included)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
@@ -93,7 +98,8 @@ def main():
     from deepmd_md.data.neighbor import neighbor_stat
     from deepmd_md.formats import write_model
 
-    work = Path(tempfile.mkdtemp(prefix="dpmd_compress_bench_"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="dpmd_compress_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
     data = water_model()
     rmin, _ = neighbor_stat([str(p) for p in WATER], 6.0, ["O", "H"])
     comp = compress(data, rmin, step=args.step)
@@ -101,7 +107,8 @@ def main():
     for fmt in args.formats:
         for name, d in (("plain", data), ("compressed", comp)):
             path = work / f"{name}{fmt}"
-            write_model(d, str(path))
+            if not path.exists():
+                write_model(d, str(path))
             models.append((f"deepmd_md {name} {fmt}", str(BIN / "lmp"), str(path), {}))
     if args.dp_venv:
         venv = Path(args.dp_venv)
