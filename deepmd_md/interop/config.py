@@ -69,6 +69,8 @@ def model_section(script: dict, serialized: dict | None = None) -> dict:
     m["descriptor"] = _descriptor(m["descriptor"], "model/descriptor")
     if serialized is not None:
         _as_built(m["descriptor"], serialized["descriptor"])
+        if serialized.get("type_map"):  # after `dp change-bias` / fine-tuning, the model's
+            m["type_map"] = list(serialized["type_map"])
     stub = {"training_data": {"systems": "-"}, "numb_steps": 0}
     return normalize({"model": m, "training": stub})["model"]
 
