@@ -230,6 +230,11 @@ def fusion(tab: dict, net: dict, activation: str, s, em):
 
 
 def _torch_ops() -> None:
-    from deepmd_md.backends.torch.ops import load_ops
+    import torch
+
+    from deepmd_md.backends.torch.ops import OPS_LIB, load_ops
 
     load_ops()
+    if not hasattr(torch.ops.dpmd, "tabulate_fusion"):
+        raise RuntimeError(f"{OPS_LIB} has no dpmd::tabulate ops (built before compressed models): "
+                           "reinstall deepmd_md with its C++ parts (`make install`)")
