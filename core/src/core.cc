@@ -122,7 +122,8 @@ BackendLib& load_backend_lib(const std::string& fw) {
   void* h = dlopen(path.c_str(), flags);
   if (!h) {
     const char* e = dlerror();
-    throw std::runtime_error("cannot load the " + fw + " backend " + path + ": " + (e ? e : "unknown dlopen error"));
+    throw std::runtime_error("cannot load the " + fw + " backend " + path + ": " + (e ? e : "unknown dlopen error") +
+                             " (pip install 'deepmd-md[" + fw + "]' before building deepmd_md, so that its backend is built)");
   }
   BackendLib lib;
   lib.handle = h;

@@ -107,7 +107,7 @@ class DeepPot:
             self.backend = "torch"
         else:
             self.data = load_model_data(src)
-            self.backend = backend or "torch"
+            self.backend = backend or _own_backend(src)
             self._adapter = _adapter(self.backend)
             if self._adapter is not None:
                 self._params = self._adapter.asarray(self.data["params"])
@@ -263,6 +263,17 @@ def fold_lower(lo: dict, ext_coord, mapping, nat: int) -> dict:
     ae = lo[keys.ATOM_ENERGY]
     return {keys.ENERGY: ae.sum(-1), keys.ATOM_ENERGY: ae, keys.FORCE: force,
             keys.VIRIAL: av.sum(1), keys.ATOM_VIRIAL: av}
+
+
+def _own_backend(path: str) -> str:
+    """The framework a frozen file was written for (a .pb runs on TensorFlow, a .json on Paddle,
+    a .savedmodel on JAX); torch for backend-neutral files (.dp, checkpoints)."""
+    from deepmd_md.backends import REGISTRY
+    from deepmd_md.formats import format_of
+
+    fmt = format_of(path)
+    name = fmt.backend if fmt is not None else ""
+    return name if name in REGISTRY and REGISTRY[name].adapter else "torch"
 
 
 def _adapter(name: str):

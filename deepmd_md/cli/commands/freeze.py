@@ -15,10 +15,12 @@ def add_arguments(p) -> None:
     p.add_argument("-c", "--checkpoint", default=".",
                    help="checkpoint (or any model file), or a folder whose `checkpoint` "
                    "file names the latest (default: the current folder)")
+    from deepmd_md.formats import FORMATS
+
+    kinds = "; ".join(f"{s} ({f.what})" for s, f in FORMATS.items() if f.write)
     p.add_argument("-o", "--output", default="frozen_model.pth",
-                   help="output model; the suffix picks the format: .pth (TorchScript, for "
-                   "LAMMPS and Python), .pt2 (AOTInductor, compiled for this CPU; slow to "
-                   "write), .dp (backend-neutral HDF5) (default frozen_model.pth)")
+                   help=f"output model; the suffix picks the format: {kinds} "
+                   "(default frozen_model.pth)")
 
 
 def _resolve_checkpoint(path: str) -> str:
