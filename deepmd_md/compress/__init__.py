@@ -6,6 +6,7 @@ What is tabulated (a "site" = one statistics block of the descriptor):
   se_atten, se_atten_v2  the radial net of tebd_input_mode "strip" (the type net is already a
                          per-type-pair table)
   dpa2                   repinit's radial net (strip); three-body and repformer stay nets
+  hybrid                 each member as above (tables under buffers/descriptor/<i>/compress)
 The input of a net is the normalised s = (sw(r)/r - davg[t_i]) / dstd[t_i]. Over the training
 data it lies in [lower, upper]: lower = min over center types of -davg/dstd (any neighbor at
 rcut, any empty slot), upper = max of (sw(rmin)/rmin - davg)/dstd with rmin the data's smallest
@@ -43,13 +44,21 @@ def _s_max(rmin: float, rcut_smth: float, rcut: float) -> float:
     return float(switch(np.array([rmin]), rcut_smth, rcut)[0]) / rmin
 
 
-def sites(config: dict, params: dict, buffers: dict) -> list[dict]:
+def sites(config: dict, params: dict, buffers: dict, path: str = "model/descriptor") -> list[dict]:
     """The tabulatable parts of a model: [{"where": path under buffers/descriptor, "stats":
     {davg, dstd}, "rcut_smth", "rcut", "nets": {name: net params}, "activation"}]. A descriptor
-    that cannot be compressed: ConfigError naming the part and why."""
+    that cannot be compressed: ConfigError naming the part and why (a hybrid's member by its
+    index: every member must be compressible)."""
     dcfg = config["descriptor"]
     t = dcfg["type"]
     pd, bd = params["descriptor"], buffers["descriptor"]
+    if t == "hybrid":
+        out = []
+        for i, member in enumerate(dcfg["list"]):
+            for site in sites({**config, "descriptor": member}, {"descriptor": pd[i]},
+                              {"descriptor": bd[i]}, f"{path}/list/{i}"):
+                out.append({**site, "where": (i, *site["where"])})
+        return out
     if t in ("se_e2_a", "se_e2_r"):
         from deepmd_md.model.descriptors.se_e2 import net_keys
 
@@ -61,7 +70,7 @@ def sites(config: dict, params: dict, buffers: dict) -> list[dict]:
 
         if not strip(dcfg):
             raise ConfigError(
-                f"cannot compress model/descriptor ({t}): with tebd_input_mode 'concat' its "
+                f"cannot compress {path} ({t}): with tebd_input_mode 'concat' its "
                 "embedding net takes s together with the type embedding (1 + tebd_dim inputs "
                 "or more), so it is no function of s alone to tabulate; train with "
                 "tebd_input_mode 'strip' (or se_atten_v2) to compress")
@@ -74,7 +83,7 @@ def sites(config: dict, params: dict, buffers: dict) -> list[dict]:
         ri = dcfg["repinit"]
         if ri.get("tebd_input_mode", "concat") != "strip":
             raise ConfigError(
-                "cannot compress model/descriptor/repinit (dpa2): with tebd_input_mode "
+                f"cannot compress {path}/repinit (dpa2): with tebd_input_mode "
                 "'concat' its embedding net takes s together with the type embedding, so it "
                 "is no function of s alone to tabulate; train with repinit/tebd_input_mode "
                 "'strip' to compress")
@@ -85,10 +94,9 @@ def sites(config: dict, params: dict, buffers: dict) -> list[dict]:
     why = {
         "dpa3": "its edge and angle features enter message-passing layers through nets of many "
                 "inputs; it has no 1-input embedding net to tabulate",
-        "hybrid": "compressing the parts of a hybrid descriptor is not implemented",
-    }.get(t, "deepmd_md tabulates only se_e2_a, se_e2_r, se_atten/se_atten_v2 (strip) and "
-             "dpa2's repinit (strip)")
-    raise ConfigError(f"cannot compress model/descriptor ({t}): {why}")
+    }.get(t, "deepmd_md tabulates only se_e2_a, se_e2_r, se_atten/se_atten_v2 (strip), "
+             "dpa2's repinit (strip) and hybrids of them")
+    raise ConfigError(f"cannot compress {path} ({t}): {why}")
 
 
 def table_range(site: dict, min_nbor_dist: float) -> tuple[float, float]:
@@ -135,7 +143,7 @@ def compress(data: dict, min_nbor_dist: float, step: float = DEFAULT_STEP,
         for name, net in site["nets"].items():
             tables[name] = build(net, site["activation"], grid, dtype)
             err = max_error(tables[name], net, site["activation"])
-            label = "/".join((*site["where"], name))
+            label = "/".join(map(str, (*site["where"], name)))
             info[label] = {"lower": grid[0], "upper": grid[1], "hi": grid[2],
                            "intervals": [int(grid[5]), int(grid[6])], "max_error": err}
             if log:

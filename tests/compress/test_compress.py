@@ -30,6 +30,7 @@ VARIANTS = {
     "se_atten_v2": {"desc": tiny_descriptors()["se_atten:v2"]},
     "se_atten-strip": {"desc": tiny_descriptors()["se_atten:strip_one_side"]},
     "dpa2-strip": {"desc": tiny_descriptors()["dpa2:switched"]},
+    "hybrid": {"desc": tiny_descriptors()["hybrid:atten+se_r"]},
 }
 
 
@@ -45,8 +46,8 @@ def _water_model(key: str) -> dict:
     over = dict(VARIANTS[key])
     if "desc" in over:  # the tiny descriptors hold at most 20-24 neighbors: rcut 3.5 -> 3.0
         desc = json.loads(json.dumps(over.pop("desc")))
-        blk = desc.get("repinit", desc)
-        blk["rcut"], blk["rcut_smth"] = 3.0, 1.0
+        for blk in desc.get("list", [desc.get("repinit", desc)]):
+            blk["rcut"], blk["rcut_smth"] = 3.0, 1.0
         if "repformer" in desc:
             desc["repformer"].update(rcut=2.8, rcut_smth=1.0)
         over["desc"] = desc
@@ -90,6 +91,9 @@ def _tables(data) -> dict:
     out = {}
 
     def visit(node, path):
+        if isinstance(node, list):
+            for i, v in enumerate(node):
+                visit(v, (*path, str(i)))
         if isinstance(node, dict):
             if "compress" in node:
                 for k, t in node["compress"].items():
@@ -249,7 +253,7 @@ def test_cli_compress(ops, tmp_path):
     assert (c2["step"], c2["extrapolate"], c2["check_frequency"]) == (0.05, 3.0, 10)
 
 
-@pytest.mark.parametrize("case", ["dpa3", "concat", "dpa2-concat", "no-distance", "step",
+@pytest.mark.parametrize("case", ["dpa3", "concat", "dpa2-concat", "hybrid", "no-distance", "step",
                                   "tiny-step", "suffix", "missing", "bad-input-json"])
 def test_bad_input(ops, tmp_path, case):
     """One line naming the part and why; exit 1; no output file."""
@@ -262,6 +266,10 @@ def test_bad_input(ops, tmp_path, case):
         expect = "cannot compress model/descriptor (se_atten): with tebd_input_mode 'concat'"
     elif case == "dpa2-concat":
         desc, expect = tiny_descriptors()["dpa2:small"], "cannot compress model/descriptor/repinit"
+    elif case == "hybrid":  # a member that cannot: named by its index
+        desc = copy.deepcopy(tiny_descriptors()["hybrid:atten+se_r"])
+        desc["list"][0] = dict(desc["list"][0], type="se_atten", tebd_input_mode="concat")
+        expect = "cannot compress model/descriptor/list/0 (se_atten): with tebd_input_mode"
     write_model(make_model(desc=desc) if desc else make_model(), tmp_path / "model.dp")
     if case == "no-distance":
         expect = "does not store its training data's minimum neighbor distance"
@@ -280,7 +288,7 @@ def test_bad_input(ops, tmp_path, case):
     elif case == "bad-input-json":
         args += ["-t", "in.json"]
         expect = "no training/training_data/systems"
-    if case in ("dpa3", "concat", "dpa2-concat"):
+    if case in ("dpa3", "concat", "dpa2-concat", "hybrid"):
         args += ["-t", "in.json"]
     (tmp_path / "in.json").write_text(json.dumps({"training": {}}) if case == "bad-input-json"
                                       else json.dumps(train_input_for(tmp_path)))
