@@ -4,6 +4,8 @@ and clear errors for files that are not a deepmd_md .pb."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from helpers import make_model
@@ -17,20 +19,30 @@ from deepmd_md.tree import flatten
 pytest.importorskip("tensorflow")
 
 
+_GRAPHS: dict = {}  # model content -> the loaded .pb (the mixin's tests share a variant's model)
+
+
+def _key(data) -> str:
+    flat = flatten({"p": data["params"], "b": data["buffers"]})
+    return json.dumps(data["config"], sort_keys=True) + "".join(
+        f"{k}{np.asarray(v).dtype}{np.asarray(v).tobytes().hex()[:64]}{float(np.sum(v))!r}"
+        for k, v in flat.items())
+
+
 class TestFrozenPb(BackendMixin):
     @pytest.fixture(autouse=True)
     def _tmp(self, tmp_path):
         self.tmp = tmp_path
-        self.cache = {}
 
     def graph(self, data):
         from deepmd_md.backends.tensorflow.freeze import freeze_pb, load_pb
 
-        if id(data) not in self.cache:
-            path = self.tmp / f"m{len(self.cache)}.pb"
+        key = _key(data)
+        if key not in _GRAPHS:
+            path = self.tmp / "m.pb"
             freeze_pb(data, str(path))
-            self.cache[id(data)] = (data, load_pb(str(path)))
-        return self.cache[id(data)][1]
+            _GRAPHS[key] = load_pb(str(path))
+        return _GRAPHS[key]
 
     def evaluate(self, data, coord, atype, box):
         prep = prepare_frames(data["config"], coord, atype, box)
@@ -107,3 +119,25 @@ def test_one_pb_serves_any_atom_count(tmp_path, desc):
         np.add.at(force[0], mapping[0], full["extended_force"][0])
         assert np.abs(force - ref[keys.FORCE]).max() < 1e-10
         assert np.abs(full["virial"] - ref[keys.VIRIAL]).max() < 1e-10
+
+
+def test_deeppot_on_pb_with_tensorflow(tmp_path):
+    """DeepPot("model.pb", backend="tensorflow"): the .pb's weights through the TF adapter,
+    with per-atom virials, = the NumPy reference."""
+    from helpers import TRICLINIC_BOX, random_frames
+
+    from deepmd_md.backends.numpy import reference
+    from deepmd_md.backends.tensorflow.freeze import freeze_pb
+    from deepmd_md.infer.deep_pot import DeepPot
+
+    data = make_model()
+    path = str(tmp_path / "m.pb")
+    freeze_pb(data, path)
+    coord, atype, boxes = random_frames(10, TRICLINIC_BOX, 2, seed=5, min_dist=0.95)
+    ref = reference.evaluate(data, coord, atype, boxes)
+    e, f, v, ae, av = DeepPot(path, backend="tensorflow").eval(
+        coord.reshape(2, -1), boxes, atype[0], atomic=True)
+    assert np.abs(e[:, 0] - ref[keys.ENERGY]).max() < 1e-10
+    assert np.abs(f - ref[keys.FORCE]).max() < 1e-10
+    assert np.abs(v - ref[keys.VIRIAL]).max() < 1e-10
+    assert np.abs(av.sum(1) - ref[keys.VIRIAL]).max() < 1e-10

@@ -14,15 +14,14 @@ from deepmd_md.tree import flatten
 
 pytest.importorskip("tensorflow")
 
-_ONE_PER_FAMILY = list({n.split(":")[0]: n for n in reversed(list(tiny_descriptors()))}.values())
-
-
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     return teacher_system(tmp_path_factory.mktemp("teacher") / "sys", nat=8, nf=4)
 
 
-@pytest.mark.parametrize("descr", ["se_e2_a", *_ONE_PER_FAMILY])
+# typed, attention (mixed types) and message passing; BackendMixin covers every descriptor's
+# forces, so the training step (shared loss and Adam code) is checked on one of each kind
+@pytest.mark.parametrize("descr", ["se_e2_a", "se_atten:v2", "dpa3:default"])
 def test_tensorflow_and_jax_take_the_same_steps(tmp_path, teacher, descr):
     """Same init, same two batches: the same loss metrics at each step and the same parameters
     after two Adam steps, to 1e-10 (fp64)."""
@@ -48,7 +47,8 @@ def test_tensorflow_and_jax_take_the_same_steps(tmp_path, teacher, descr):
             lr = 1e-2 * 0.5**i
             opt, m = tr.step(batch, prep, prefactors(cfg["loss"], lr, 1e-2), opt, lr)
             metrics.append(m)
-        metrics.append(tr.evaluate_metrics(*batches[0], prefactors(cfg["loss"], 1e-2, 1e-2)))
+        if descr == "se_e2_a":  # the validation entry: the trained model's loss on batch 0
+            metrics.append(tr.evaluate_metrics(*batches[0], prefactors(cfg["loss"], 1e-2, 1e-2)))
         results[ad.name] = (metrics, flatten(tr.params_numpy()), flatten(ad.to_numpy(opt["m"])))
     (mj, pj, oj), (mt, pt, ot) = results["jax"], results["tensorflow"]
     for a, b in zip(mj, mt, strict=True):
