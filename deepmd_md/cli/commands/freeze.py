@@ -24,14 +24,16 @@ def add_arguments(p) -> None:
 
 
 def _resolve_checkpoint(path: str) -> str:
-    if os.path.isdir(path):
+    from deepmd_md.formats import format_of
+
+    if os.path.isdir(path) and format_of(path) is None:  # a training folder, not a .savedmodel
         pointer = os.path.join(path, "checkpoint")
         if not os.path.isfile(pointer):
             raise ModelFileError(f"no checkpoint in {path}: `checkpoint` file not found; "
                                  "train first or pass -c FILE")
         with open(pointer) as f:
             return os.path.join(path, f.read().strip())
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise ModelFileError(f"checkpoint not found: {path}")
     return path
 
