@@ -125,7 +125,7 @@ WRITABLE = ", ".join(s for s, f in FORMATS.items() if f.write)
 
 
 def format_of(path: str) -> Format | None:
-    return FORMATS.get(os.path.splitext(path)[1])
+    return FORMATS.get(os.path.splitext(str(path).rstrip("/"))[1])  # "m.savedmodel/" too
 
 
 def read_model(path: str) -> dict:
