@@ -154,3 +154,16 @@ def test_core_bad_tensorflow_files_one_error(tmp_path, case):
     assert not lib.dpmd_model_load(str(path).encode())
     msg = lib.dpmd_last_error().decode()
     assert "\n" not in msg.strip() and ("GraphDef" in msg or "SavedModel" in msg), msg
+
+
+def test_pb_threads_same_as_one_thread(tmp_path, lmp_env):
+    """OMP_NUM_THREADS=2 in one rank: the core runs chunks of 17 atoms on two TF sessions at
+    once; the same energies, forces and per-atom energies as one thread."""
+    _, pb = frozen(tmp_path, make_model())
+    spec = {"commands": lines(pb), "computes_peratom": [["pea", 1]]}
+    runs = {t: run_driver(spec, tmp_path / t, dict(lmp_env, OMP_NUM_THREADS=t,
+                                                   DPMD_MD_CHUNK="17"))
+            for t in ("1", "2")}
+    assert abs(runs["1"]["pe"] - runs["2"]["pe"]) <= 1e-10
+    for key in ("f", "pea"):
+        np.testing.assert_allclose(runs["2"][key], runs["1"][key], rtol=1e-12, atol=1e-10)
