@@ -120,7 +120,8 @@ FORMATS = {f.suffix: f for f in (
     Format(".pt", "the GROMACS module of `dpmd export-gromacs`", _read_gromacs, None),
 )}
 
-READABLE = ", ".join(FORMATS) + " (DeePMD-kit's own model files: `dpmd convert-backend`)"
+READABLE = (", ".join(FORMATS) + ", and DeePMD-kit 3.x models (.dp, .yaml, .pth, .pt) with the "
+            "descriptors implemented here")
 WRITABLE = ", ".join(s for s, f in FORMATS.items() if f.write)
 
 
@@ -134,6 +135,10 @@ def read_model(path: str) -> dict:
     path = str(path)
     if not os.path.exists(path):
         raise ModelFileError(f"model file not found: {path}")
+    from deepmd_md.interop import is_deepmd_kit, read_deepmd_kit
+
+    if is_deepmd_kit(path):  # DeePMD-kit's .dp/.yaml/.pth/.pt: the same model in our terms
+        return read_deepmd_kit(path)
     fmt = format_of(path)
     if fmt is None and _is_hdf5(path):
         fmt = FORMATS[".dp"]

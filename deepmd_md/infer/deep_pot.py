@@ -98,7 +98,9 @@ class DeepPot:
 
             self._unpacked = tempfile.TemporaryDirectory()
             src = extract_model(self.path, self._unpacked.name)
-        if src.endswith(".pth") and backend in (None, "torch"):
+        from deepmd_md.interop import is_deepmd_kit
+
+        if src.endswith(".pth") and backend in (None, "torch") and not is_deepmd_kit(src):
             self._module, self.data, _ = _pth_extra(src)
             self.backend = "torch"
         elif src.endswith(".pt2") and backend in (None, "torch"):

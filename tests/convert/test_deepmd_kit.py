@@ -144,3 +144,18 @@ def test_se_r_residual_first_layer_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "DeePMD-kit se_e2_r with a first fitting layer as wide as the descriptor" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["pth", "dp"])
+def test_tools_read_deepmd_kit_files_directly(kind, tmp_path):
+    """No conversion step needed: DeepPot and `dpmd test` read a DeePMD-kit model file as it
+    is (the format registry recognises it by content) and give DeePMD-kit's energy."""
+    from deepmd_md.infer import DeepPot
+
+    path = DATA / "se_e2_a" / f"model.{kind}"
+    ref = json.loads((DATA / "se_e2_a" / "ref.json").read_text())
+    coord, box, atype = _frame()
+    e, f, _ = DeepPot(str(path)).eval(coord, box, atype)
+    assert abs(float(np.ravel(e)[0]) - ref["energy"]) / len(atype) <= TOL
+    assert float(np.abs(np.ravel(f) - ref["force"]).max()) <= TOL
+    assert dpmd(["show", str(path)]) == 0
