@@ -191,6 +191,30 @@ void load_exchange_ops() {
 class TFBackend : public dpmd::Backend {
  public:
   explicit TFBackend(const std::string& path) {
+    try {
+      load(path);
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~TFBackend() override { release(); }
+  const char* name() const override { return name_.c_str(); }
+  std::string metadata_json() const override { return meta_; }
+
+ private:
+  void release() {
+    if (session_) {
+      Status st;
+      TF_CloseSession(session_, st.s);
+      TF_DeleteSession(session_, st.s);
+      session_ = nullptr;
+    }
+    if (graph_) TF_DeleteGraph(graph_);
+    graph_ = nullptr;
+  }
+
+  void load(const std::string& path) {
     load_exchange_ops();
     graph_ = TF_NewGraph();
     Status st;
@@ -271,17 +295,8 @@ class TFBackend : public dpmd::Backend {
     auto* ts = static_cast<const TF_TString*>(TF_TensorData(mt));
     meta_.assign(TF_StringGetDataPointer(ts), TF_StringGetSize(ts));
   }
-  ~TFBackend() override {
-    if (session_) {
-      Status st;
-      TF_CloseSession(session_, st.s);
-      TF_DeleteSession(session_, st.s);
-    }
-    if (graph_) TF_DeleteGraph(graph_);
-  }
-  const char* name() const override { return name_.c_str(); }
-  std::string metadata_json() const override { return meta_; }
 
+ public:
   void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
     if (in.widths) throw std::runtime_error("TensorFlow models take no blocked neighbor lists");
     if (in.exchange && !has_comm_)

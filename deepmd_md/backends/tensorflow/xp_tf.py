@@ -68,6 +68,8 @@ class SymDim:
                         "value; the TensorFlow backend needs shape-independent model code here")
 
     __index__ = __int__ = __bool__ = __lt__ = __le__ = __gt__ = __ge__ = _static
+    # == keeps object identity: "not known to be equal", which model code uses only to skip
+    # work that is always correct to do (dpa3: `nall == nloc` -> no exchange needed)
     __hash__ = object.__hash__
 
 
