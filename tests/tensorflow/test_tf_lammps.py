@@ -167,3 +167,48 @@ def test_pb_threads_same_as_one_thread(tmp_path, lmp_env):
     assert abs(runs["1"]["pe"] - runs["2"]["pe"]) <= 1e-10
     for key in ("f", "pea"):
         np.testing.assert_allclose(runs["2"][key], runs["1"][key], rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("suffix", ["pb", "savedmodel"])
+def test_core_widened_ghost_shell(tmp_path, suffix):
+    """A DPA-2 TensorFlow model, ghosts out to the receptive field, no exchange, no mapping: the
+    core evaluates every atom and weighs the local ones (the graph's atom_weight input);
+    the NumPy reference's numbers."""
+    from capi import DP, IP, Input, Output, load_core
+
+    from deepmd_md.backends.numpy import reference
+    from deepmd_md.backends.tensorflow.freeze import freeze_pb, read_metadata, write_savedmodel
+    from deepmd_md.data.neighbor import extend_coord
+
+    lib = load_core()
+    if lib is None:
+        pytest.skip("libdpmd_core.so is not built")
+    data = make_model(desc=tiny_descriptors()["dpa2:small"])
+    path = str(tmp_path / f"m.{suffix}")
+    (freeze_pb if suffix == "pb" else write_savedmodel)(data, path)
+    if suffix == "pb" and not read_metadata(path).get("exchange", {}).get("weighted"):
+        pytest.skip("libdpmd_tf_ops.so is not built")
+    model = lib.dpmd_model_load(path.encode())
+    assert model, lib.dpmd_last_error().decode()
+    try:
+        field = lib.dpmd_model_receptive_field(model)
+        coord, atype, box = random_frames(10, ORTHO_BOX, seed=8)
+        ext, eatype, mapping, _ = extend_coord(coord, atype, box, field + 0.5)
+        nall = ext.shape[1]
+        x = np.ascontiguousarray(ext[0], dtype=np.float64)
+        t = np.ascontiguousarray(eatype[0], dtype=np.int32)
+        force, ae = np.zeros((nall, 3)), np.zeros(10)
+        inp = Input(nloc=10, nghost=nall - 10, coord=x.ctypes.data_as(DP),
+                    atype=t.ctypes.data_as(IP), ghost_cutoff=field + 0.5)
+        out = Output(force=force.ctypes.data_as(DP), atom_energy=ae.ctypes.data_as(DP))
+        assert lib.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out)) == 0, \
+            lib.dpmd_last_error().decode()
+        ref = reference.evaluate(data, coord, atype, box[None] if box.ndim == 1 else box)
+        folded = np.zeros((10, 3))
+        np.add.at(folded, mapping[0], force)
+        assert abs(out.energy - ref["energy"][0]) < 1e-10
+        assert np.abs(folded - ref["force"][0]).max() < 1e-10
+        assert np.abs(ae - ref["atom_energy"][0]).max() < 1e-10
+        assert np.abs(np.array(out.virial[:]) - ref["virial"][0]).max() < 1e-10
+    finally:
+        lib.dpmd_model_free(model)

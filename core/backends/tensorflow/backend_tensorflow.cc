@@ -247,7 +247,8 @@ class TFBackend : public dpmd::Backend {
       for (auto* k : kInputs) in_names[k] = std::string(k) + ":0";
       for (auto* k : kOutputs) out_names[k] = std::string(k) + ":0";
       meta_tensor = "metadata:0";
-      if (TF_GraphOperationByName(graph_, "comm")) in_names["comm"] = "comm:0";
+      for (const char* k : {"comm", "atom_weight"})
+        if (TF_GraphOperationByName(graph_, k)) in_names[k] = std::string(k) + ":0";
     } else {
       name_ = "tensorflow-savedmodel";
       const char* tags[] = {"serve"};
@@ -286,6 +287,10 @@ class TFBackend : public dpmd::Backend {
       comm_ = op_output(graph_, in_names["comm"], "input comm");
       has_comm_ = true;
     }
+    if (in_names.count("atom_weight")) {
+      weight_ = op_output(graph_, in_names["atom_weight"], "input atom_weight");
+      has_weight_ = true;
+    }
     TF_Output mo = op_output(graph_, meta_tensor, "metadata constant");
     TF_Tensor* mt = nullptr;
     TF_SessionRun(session_, nullptr, nullptr, nullptr, 0, &mo, &mt, 1, nullptr, 0, nullptr, st.s);
@@ -302,7 +307,8 @@ class TFBackend : public dpmd::Backend {
     if (in.exchange && !has_comm_)
       throw std::runtime_error("this TensorFlow model has no ghost-exchange input 'comm': run it on one "
                                "MPI rank, or freeze it again where libdpmd_tf_ops.so is built");
-    if (in.atom_weight) throw std::runtime_error("TensorFlow models take no atom weights");
+    if (in.atom_weight && !has_weight_)
+      throw std::runtime_error("this TensorFlow model has no 'atom_weight' input (freeze it again)");
     const int64_t nall = in.nall, nloc = in.nloc, nnei = in.nnei;
     std::vector<int64_t> mapping;
     const int64_t* mp = in.mapping;
@@ -320,11 +326,23 @@ class TFBackend : public dpmd::Backend {
     std::vector<TF_Output> ins(inputs_);
     std::vector<TF_Tensor*> in_vals = {t[0].get(), t[1].get(), t[2].get(), t[3].get()};
     Tensor handle;
-    if (in.exchange) {  // the address of the exchange, read by DpmdGhostExchange
+    if (has_comm_) {  // the address of the exchange, read by DpmdGhostExchange (0: by mapping)
       const int64_t h = reinterpret_cast<int64_t>(in.exchange);
       handle = make_tensor(TF_INT64, {1}, &h, sizeof(h));
       ins.push_back(comm_);
       in_vals.push_back(handle.get());
+    }
+    Tensor weight;
+    if (has_weight_) {  // ones unless the core weighs atoms (widened ghost shell)
+      std::vector<double> ones;
+      const double* w = in.atom_weight;
+      if (!w) {
+        ones.assign(size_t(nloc), 1.0);
+        w = ones.data();
+      }
+      weight = make_tensor(TF_DOUBLE, {1, nloc}, w, sizeof(double) * size_t(nloc));
+      ins.push_back(weight_);
+      in_vals.push_back(weight.get());
     }
     // fetch only what is asked: energy, extended_force, virial, and the per-atom ones if wanted
     std::vector<int> want = {1, 2, 3};
@@ -361,8 +379,8 @@ class TFBackend : public dpmd::Backend {
   TF_Graph* graph_ = nullptr;
   TF_Session* session_ = nullptr;
   std::vector<TF_Output> inputs_, outputs_;
-  TF_Output comm_{};
-  bool has_comm_ = false;
+  TF_Output comm_{}, weight_{};
+  bool has_comm_ = false, has_weight_ = false;
   std::string meta_, name_;
 };
 

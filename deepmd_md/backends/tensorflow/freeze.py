@@ -47,7 +47,7 @@ def metadata(data: dict, fmt: str = PB_FORMAT, exchange: bool = False) -> dict:
     extra = {}
     if exchange:
         extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": exchange_widths(data),
-                             "weighted": False}
+                             "weighted": True}
         extra["receptive_field"] = float(descriptor_kind(cfg).receptive_field(cfg["descriptor"]))
     return extra | {
         "format": fmt, "version": PB_VERSION, "type_map": list(cfg["type_map"]),
@@ -117,9 +117,11 @@ def format_nlist_static(config: dict, ext_coord, ext_atype, nlist):
     return tf.concat(blocks, axis=-1)
 
 
-def forward_lower(data: dict, coord, atype, nlist, mapping, comm=None) -> dict:
+def forward_lower(data: dict, coord, atype, nlist, mapping, comm=None, atom_weight=None) -> dict:
     """The frozen entry on tf.Tensors (graph mode: TF1 graph or tf.function) -> OUTPUT_NAMES.
-    comm: [1] int64 exchange handle (message-passing models with the op), else None."""
+    comm: [1] int64 exchange handle (message-passing models with the op), else None.
+    atom_weight [nf, nloc] f64: energy = sum of weight x atom energy, forces its gradient (the
+    core's widened-ghost-shell fallback: 0 for the ghosts it evaluates); None = all ones."""
     from deepmd_md.backends.tensorflow.ops import OpExchange
 
     cfg = data["config"]
@@ -131,10 +133,11 @@ def forward_lower(data: dict, coord, atype, nlist, mapping, comm=None) -> dict:
     ae = atomic_outputs(cfg, params, buffers, TFArray(coord), TFArray(atype),
                         TFArray(formatted), mapping=TFArray(mapping) if mp else None, comm=ex)
     ae = tf.cast(ae["energy"].t, tf.float64)
-    force = -tf.gradients(tf.reduce_sum(ae), coord)[0]
+    we = ae if atom_weight is None else ae * atom_weight
+    force = -tf.gradients(tf.reduce_sum(we), coord)[0]
     atom_virial = coord[..., :, None] * force[..., None, :]  # r_a F_b per atom
     nf = tf.shape(coord)[0]
-    return {"atom_energy": ae, "energy": tf.reduce_sum(ae, axis=-1), "extended_force": force,
+    return {"atom_energy": ae, "energy": tf.reduce_sum(we, axis=-1), "extended_force": force,
             "virial": tf.reshape(tf.reduce_sum(atom_virial, axis=1), tf.stack([nf, 9])),
             "extended_virial": tf.reshape(atom_virial, tf.stack([nf, -1, 9]))}
 
@@ -149,9 +152,12 @@ def build_graph(data: dict) -> tf.Graph:
         nlist = v1.placeholder(tf.int64, [None, None, None], name=INPUTS[2])
         mapping = v1.placeholder(tf.int64, [None, None], name=INPUTS[3])
         exchange = _exchange_op_available(data["config"])
-        comm = (v1.placeholder_with_default(tf.zeros([1], tf.int64), [1], name="comm")
-                if exchange else None)
-        out = forward_lower(data, coord, atype, nlist, mapping, comm)
+        comm = weight = None
+        if exchange:
+            comm = v1.placeholder_with_default(tf.zeros([1], tf.int64), [1], name="comm")
+            weight = v1.placeholder_with_default(tf.ones(tf.shape(nlist)[:2], tf.float64),
+                                                 [None, None], name="atom_weight")
+        out = forward_lower(data, coord, atype, nlist, mapping, comm, weight)
         for k in OUTPUT_NAMES:
             tf.identity(out[k], name=k)
         tf.constant(json.dumps(metadata(data, exchange=exchange)), name="metadata")
@@ -191,10 +197,12 @@ def write_savedmodel(data: dict, path: str) -> None:
     dp = _dp_bytes(data)
     module = tf.Module()
     if exchange:  # message passing with the op: the exchange handle is a fifth input
-        def entry(extended_coord, extended_atype, nlist, mapping, comm):
-            return forward_lower(data, extended_coord, extended_atype, nlist, mapping, comm)
+        def entry(extended_coord, extended_atype, nlist, mapping, comm, atom_weight):
+            return forward_lower(data, extended_coord, extended_atype, nlist, mapping, comm,
+                                 atom_weight)
 
-        sig = (*SIGNATURE, tf.TensorSpec([1], tf.int64, name="comm"))
+        sig = (*SIGNATURE, tf.TensorSpec([1], tf.int64, name="comm"),
+               tf.TensorSpec([None, None], tf.float64, name="atom_weight"))
     else:
         def entry(extended_coord, extended_atype, nlist, mapping):
             return forward_lower(data, extended_coord, extended_atype, nlist, mapping)
