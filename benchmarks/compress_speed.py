@@ -121,7 +121,13 @@ def main():
         dp_env = {"LD_PRELOAD": str(next(venv.glob(
             "lib/python3*/site-packages/torch/lib/libtorch_cpu.so")))}
         for backend in args.dp_backends:
-            plain, compressed = dp_models(venv, work, backend)
+            try:
+                plain, compressed = dp_models(venv, work, backend)
+            except subprocess.CalledProcessError as e:
+                last = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+                print(f"deepmd-kit --{backend}: skipped ({' '.join(e.cmd[1:])} failed: "
+                      f"{last[0] if last else e.returncode})")
+                continue
             for name, path in (("plain", plain), ("compressed", compressed)):
                 models.append((f"deepmd-kit {name} {path.suffix}", str(venv / "bin" / "lmp"),
                                str(path), dp_env))
