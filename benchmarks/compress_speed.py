@@ -95,6 +95,9 @@ def main():
     ap.add_argument("--dp-venv", help="DeePMD-kit venv (its dp and lmp) to run beside")
     ap.add_argument("--dp-backends", nargs="+", default=["pt"], choices=["pt", "tf"],
                     help="DeePMD-kit backends to train, compress and run (default pt)")
+    ap.add_argument("--skip", nargs="*", default=[],
+                    help="leave out the models whose name contains one of these (e.g. "
+                    "'deepmd-kit plain': its memory at 12,288 atoms)")
     ap.add_argument("--work", help="folder for the models (kept: a second run reuses them, "
                     "the .pt2 compilations and DeePMD-kit's training included)")
     ap.add_argument("--json", help="write the results here")
@@ -131,6 +134,7 @@ def main():
             for name, path in (("plain", plain), ("compressed", compressed)):
                 models.append((f"deepmd-kit {name} {path.suffix}", str(venv / "bin" / "lmp"),
                                str(path), dp_env))
+    models = [m for m in models if not any(k in m[0] for k in args.skip)]
     cfg = data["config"]
     fl = flops_per_atom(cfg, sum(cfg["descriptor"]["sel"]))
     print(f"min neighbor distance {rmin:.4f} A; uncompressed FLOP estimate {fl / 1e6:.2f} "
