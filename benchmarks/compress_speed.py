@@ -155,7 +155,8 @@ def main():
             base = by.get((name.replace("compressed", "plain"), n, lay))
             dp_best = [v for (m, a, la), v in by.items()
                        if m.startswith("deepmd-kit compressed") and a == n and la == lay]
-            line = f"{name} at {n} atoms ({lay}): {base / t:.2f}x faster than uncompressed"
+            line = f"{name} at {n} atoms ({lay}): " + (
+                f"{base / t:.2f}x faster than uncompressed" if base else "(no uncompressed run)")
             if dp_best and not name.startswith("deepmd-kit"):
                 line += f"; {t / min(dp_best):.2f} x DeePMD-kit's best compressed time"
             print(line)
