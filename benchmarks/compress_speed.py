@@ -25,12 +25,23 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lammps_speed import REPLICATE, flops_per_atom, lammps_input, run  # noqa: E402
+from lammps_speed import REPLICATE, dgemm_gflops, flops_per_atom, lammps_input, run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "examples" / "water" / "se_e2_a" / "input.json"
 WATER = [REPO / "examples" / "water" / "data" / f"data_{i}" for i in range(4)]
 BIN = Path(sys.executable).parent
+
+
+def flops_compressed(model_cfg: dict, nnei: int) -> float:
+    """FLOP estimate of the compressed se_e2_a + energy fitting per atom and step: per pair and
+    output, forward 5 (Horner) + 4 (G^T R) FMAs, backward 10 (G, G') + 9 (dR, ds); the
+    symmetric product and the fitting net as in lammps_speed.flops_per_atom (x3, fwd + bwd)."""
+    d = model_cfg["descriptor"]
+    m1, m2 = d["neuron"][-1], d.get("axis_neuron", 4)
+    fit = [m1 * m2] + list(model_cfg["fitting_net"]["neuron"]) + [1]
+    m_fit = sum(a * b for a, b in zip(fit[:-1], fit[1:], strict=True))
+    return 2 * nnei * m1 * 28 + 3 * 2 * (4 * m1 * m2 + m_fit)
 
 
 def water_model() -> dict:
@@ -136,9 +147,13 @@ def main():
                                str(path), dp_env))
     models = [m for m in models if not any(k in m[0] for k in args.skip)]
     cfg = data["config"]
-    fl = flops_per_atom(cfg, sum(cfg["descriptor"]["sel"]))
-    print(f"min neighbor distance {rmin:.4f} A; uncompressed FLOP estimate {fl / 1e6:.2f} "
-          f"MFLOP/atom/step; work dir {work}")
+    nnei = sum(cfg["descriptor"]["sel"])
+    fl, fc = flops_per_atom(cfg, nnei), flops_compressed(cfg, nnei)
+    g1 = dgemm_gflops(1)
+    print(f"min neighbor distance {rmin:.4f} A; FLOP estimate {fl / 1e6:.2f} MFLOP/atom/step "
+          f"uncompressed, {fc / 1e6:.2f} compressed; fp64 GEMM {g1:.1f} GFLOPS on 1 thread -> "
+          f"compressed limit {fc / (2 * g1 * 1e9) * 1e6:.1f} us/step/atom on 2 ranks; "
+          f"work dir {work}")
     print(f"{'model':32s} {'atoms':>6s} {'layout':>6s} {'us/step/atom':>13s}")
     results = []
     for n in args.sizes:
