@@ -45,7 +45,8 @@ from deepmd_md.backends.jax.savedmodel import (  # noqa: E402
 HERE = Path(__file__).resolve().parent
 # one typed, one attention, two message-passing models; each variant is one export and one
 # compile (~10 s); DPMD_SAVEDMODEL_ALL=1 runs every variant of the mixin (~5 min)
-SM_VARIANTS = (list(VARIANTS) if os.environ.get("DPMD_SAVEDMODEL_ALL") else
+SM_VARIANTS = (list(VARIANTS) if os.environ.get("DPMD_SAVEDMODEL_ALL")
+               or os.environ.get("DPMD_MD_FULL_TESTS") else
                ["triclinic", "se_atten:v2", "dpa2:small", "dpa3:default"])
 
 

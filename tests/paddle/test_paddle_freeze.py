@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from mixins import BackendMixin
+from mixins import FAMILY_VARIANTS, BackendMixin
 
 from deepmd_md import keys
 from deepmd_md.model.frames import prepare_frames
@@ -18,6 +18,7 @@ pytest.importorskip("paddle")
 
 
 class TestFrozenJson(BackendMixin):
+    variants = FAMILY_VARIANTS  # the adapter's tests run them all
     @pytest.fixture(autouse=True)
     def _tmp(self, tmp_path):
         self.tmp = tmp_path

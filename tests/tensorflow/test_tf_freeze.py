@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from helpers import make_model
-from mixins import BackendMixin, raw_neighbor_list
+from mixins import FAMILY_VARIANTS, BackendMixin, raw_neighbor_list
 
 from deepmd_md import keys
 from deepmd_md.errors import ModelFileError
@@ -30,6 +30,7 @@ def _key(data) -> str:
 
 
 class TestFrozenPb(BackendMixin):
+    variants = FAMILY_VARIANTS  # the adapter's tests run them all
     @pytest.fixture(autouse=True)
     def _tmp(self, tmp_path):
         self.tmp = tmp_path
