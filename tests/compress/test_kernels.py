@@ -158,6 +158,10 @@ def test_overflow_report(ops, capfd):
                    np.float64).items()}
     s = torch.tensor([[0.5, 5.0, 30.0]], dtype=torch.float64)  # in, table 2, beyond both
     em = torch.ones(1, 3, 4, dtype=torch.float64)
+    flush = {k: torch.as_tensor(v) for k, v in T.build(
+        net, "tanh", T.make_grid(-1.0, 4.0, 0.01, 3, check_frequency=1), np.float64).items()}
+    T.fusion(flush, net, "tanh", s[:, :1], em[:, :1])  # reports (and clears) earlier counts
+    capfd.readouterr()
     for _ in range(2):
         T.fusion(tab, net, "tanh", s, em)
     err = capfd.readouterr().err

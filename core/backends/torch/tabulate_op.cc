@@ -67,9 +67,10 @@ K::Overflow* counter(const K::Grid& g) { return g.check_frequency > 0 ? &g_overf
 
 void maybe_report(const K::Grid& g) {
   if (g.check_frequency <= 0) return;
-  const int64_t n = ++g_calls;
-  if (n % g.check_frequency) return;
+  if (++g_calls < g.check_frequency) return;
   std::lock_guard<std::mutex> lock(g_report);
+  if (g_calls < g.check_frequency) return;  // another thread reported meanwhile
+  g_calls = 0;  // calls since the last report
   const int64_t a = g_overflow.beyond_data.exchange(0), b = g_overflow.beyond_table.exchange(0);
   if (a > 0)
     std::fprintf(stderr,
