@@ -236,6 +236,12 @@ def _init_from(path: str, mcfg_in: dict, log) -> dict:
     from deepmd_md.infer.deep_pot import load_model_data
 
     data = load_model_data(path)
+    if "compress" in data["config"]:  # tables do not train: start from the nets they were made of
+        from deepmd_md.compress import strip
+
+        data = strip(data)
+        log.warn_once("compressed-init", f"{path} is compressed: its tables are dropped and "
+                      "training starts from the embedding nets they were made of")
     cfg = copy.deepcopy(data["config"])
     for sec in ("descriptor", "fitting_net"):
         if "trainable" in mcfg_in.get(sec, {}) and "trainable" in cfg.get(sec, {}):
