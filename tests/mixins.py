@@ -161,3 +161,28 @@ class BackendMixin:
             assert_close(out[k], ref[k], self.fp32_rtol, f"fp32 {k}")
         err = np.abs(np.asarray(out[keys.FORCE], float) - ref[keys.FORCE]).max()
         assert err > 1e-12, "fp32 model gives fp64-exact forces: precision float32 ignored?"
+
+
+class AdapterBackend(BackendMixin):
+    """A backend adapter module (`asarray`, `evaluate`, `evaluate_lower`) on fresh arrays."""
+
+    adapter_name = ""
+
+    @pytest.fixture(autouse=True)
+    def _adapter(self):
+        import importlib
+
+        pytest.importorskip(self.adapter_name)
+        self.adapter = importlib.import_module(f"deepmd_md.backends.{self.adapter_name}.adapter")
+
+    def evaluate(self, data, coord, atype, box):
+        ad = self.adapter
+        prep = prepare_frames(data["config"], coord, atype, box)
+        return ad.evaluate(data["config"], ad.asarray(data["params"]), ad.asarray(data["buffers"]),
+                           coord, prep)
+
+    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist, mapping):
+        ad = self.adapter
+        return ad.evaluate_lower(data["config"], ad.asarray(data["params"]),
+                                 ad.asarray(data["buffers"]), ext_coord, ext_atype, nlist,
+                                 mapping=mapping)

@@ -6,41 +6,14 @@ import os
 import tempfile
 
 import pytest
-from mixins import BackendMixin
-
-from deepmd_md.model.frames import prepare_frames
+from mixins import AdapterBackend, BackendMixin
 
 
-class _AdapterBackend(BackendMixin):
-    """A backend adapter module (`asarray`, `evaluate`, `evaluate_lower`) on fresh arrays."""
-
-    adapter_name = ""
-
-    @pytest.fixture(autouse=True)
-    def _adapter(self):
-        import importlib
-
-        pytest.importorskip(self.adapter_name)
-        self.adapter = importlib.import_module(f"deepmd_md.backends.{self.adapter_name}.adapter")
-
-    def evaluate(self, data, coord, atype, box):
-        ad = self.adapter
-        prep = prepare_frames(data["config"], coord, atype, box)
-        return ad.evaluate(data["config"], ad.asarray(data["params"]), ad.asarray(data["buffers"]),
-                           coord, prep)
-
-    def evaluate_lower(self, data, ext_coord, ext_atype, nlist, raw_nlist, mapping):
-        ad = self.adapter
-        return ad.evaluate_lower(data["config"], ad.asarray(data["params"]),
-                                 ad.asarray(data["buffers"]), ext_coord, ext_atype, nlist,
-                                 mapping=mapping)
-
-
-class TestTorch(_AdapterBackend):
+class TestTorch(AdapterBackend):
     adapter_name = "torch"
 
 
-class TestJax(_AdapterBackend):
+class TestJax(AdapterBackend):
     adapter_name = "jax"
 
 
