@@ -25,3 +25,37 @@ def efv_from_grads(ae, g_coord, g_strain) -> dict:
         keys.FORCE: -g_coord,
         keys.VIRIAL: -xp.reshape(g_strain, (nf, 9)),
     }
+
+
+def frozen_metadata(data: dict, fmt: str, version: int, *, widths: list[int] | None,
+                    blocked: bool, receptive_field: bool) -> dict:
+    """The metadata JSON every frozen format carries (read by the C++ core and DeepPot): type map,
+    cutoff, sel, precision, entry points; `widths` (the ghost-exchange op's columns per call) when the
+    frozen graph holds the exchange op,
+    `receptive_field` how far features reach (message-passing models)."""
+    from deepmd_md.model.model import (
+        OUTPUTS,
+        descriptor_kind,
+        message_passing_of,
+        mixed_of,
+        model_dtype,
+        rcut_of,
+        sel_of,
+    )
+
+    cfg = data["config"]
+    extra = {}
+    if widths is not None:
+        extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": widths, "weighted": True}
+    if receptive_field:
+        extra["receptive_field"] = float(descriptor_kind(cfg).receptive_field(cfg["descriptor"]))
+    return extra | {
+        "format": fmt, "version": version, "type_map": list(cfg["type_map"]),
+        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
+        "dim_fparam": 0, "dim_aparam": 0,
+        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
+        "message_passing": message_passing_of(cfg), "blocked": blocked,
+        "mixed_types": mixed_of(cfg),
+        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
+                             "c_differentiable": o.c_differentiable} for o in OUTPUTS},
+    }

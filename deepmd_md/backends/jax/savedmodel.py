@@ -64,32 +64,12 @@ def bucket(n: int) -> int:
 
 def metadata(data: dict) -> dict:
     """The frozen model's metadata: the torch freezer's keys (no exchange op, no blocked path)."""
-    from deepmd_md.model.model import (
-        OUTPUTS as MODEL_OUTPUTS,
-    )
-    from deepmd_md.model.model import (
-        descriptor_kind,
-        message_passing_of,
-        mixed_of,
-        model_dtype,
-        rcut_of,
-        sel_of,
-    )
+    from deepmd_md.backends.common import frozen_metadata
+    from deepmd_md.model.model import message_passing_of
 
-    cfg = data["config"]
-    extra = {}
-    if message_passing_of(cfg):
-        extra["receptive_field"] = float(descriptor_kind(cfg).receptive_field(cfg["descriptor"]))
-    return extra | {
-        "format": FORMAT, "version": VERSION, "type_map": list(cfg["type_map"]),
-        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
-        "dim_fparam": 0, "dim_aparam": 0,
-        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
-        "message_passing": message_passing_of(cfg), "blocked": False,
-        "mixed_types": mixed_of(cfg), "signature": SIGNATURE,
-        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
-                             "c_differentiable": o.c_differentiable} for o in MODEL_OUTPUTS},
-    }
+    mp = message_passing_of(data["config"])
+    meta = frozen_metadata(data, FORMAT, VERSION, widths=None, blocked=False, receptive_field=mp)
+    return meta | {"signature": SIGNATURE}
 
 
 def lower_fn(data: dict):

@@ -19,15 +19,13 @@ import tempfile
 
 import numpy as np
 
+from deepmd_md.backends.common import frozen_metadata
 from deepmd_md.backends.tensorflow.adapter import TFArray, tf
 from deepmd_md.errors import ModelFileError
 from deepmd_md.model.model import (
-    OUTPUTS,
     atomic_outputs,
-    descriptor_kind,
     message_passing_of,
     mixed_of,
-    model_dtype,
     rcut_of,
     sel_of,
 )
@@ -43,22 +41,8 @@ OUTPUT_NAMES = ("atom_energy", "energy", "extended_force", "virial", "extended_v
 def metadata(data: dict, fmt: str = PB_FORMAT, exchange: bool = False) -> dict:
     """metadata.json of a TensorFlow-run model (the fields of the .pth's, docs/core_contract.md);
     exchange: the graph holds DpmdGhostExchange (message-passing models on several ranks)."""
-    cfg = data["config"]
-    extra = {}
-    if exchange:
-        extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": exchange_widths(data),
-                             "weighted": True}
-        extra["receptive_field"] = float(descriptor_kind(cfg).receptive_field(cfg["descriptor"]))
-    return extra | {
-        "format": fmt, "version": PB_VERSION, "type_map": list(cfg["type_map"]),
-        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
-        "dim_fparam": 0, "dim_aparam": 0,
-        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
-        "message_passing": message_passing_of(cfg), "blocked": False,
-        "mixed_types": mixed_of(cfg),
-        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
-                             "c_differentiable": o.c_differentiable} for o in OUTPUTS},
-    }
+    return frozen_metadata(data, fmt, PB_VERSION, widths=exchange_widths(data) if exchange else None,
+                           blocked=False, receptive_field=exchange)
 
 
 def exchange_widths(data: dict) -> list[int]:

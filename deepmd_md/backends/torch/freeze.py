@@ -17,16 +17,13 @@ import warnings
 
 import torch
 
+from deepmd_md.backends.common import frozen_metadata
 from deepmd_md.backends.torch.adapter import asarray
 from deepmd_md.backends.torch.ops import OpExchange
 from deepmd_md.model.model import (
-    OUTPUTS,
     atomic_outputs,
     atomic_outputs_blocked,
-    descriptor_kind,
     message_passing_of,
-    mixed_of,
-    model_dtype,
     rcut_of,
     sel_of,
     supports_blocked,
@@ -40,22 +37,9 @@ PTH_VERSION = 1
 
 def metadata(data: dict) -> dict:
     cfg = data["config"]
-    extra = {}
-    if message_passing_of(cfg):
-        # weighted: forward_lower takes atom_weight (the engine's widened-ghost-shell fallback)
-        extra["exchange"] = {"op": "dpmd::ghost_exchange", "widths": exchange_widths(data),
-                             "weighted": True}
-        extra["receptive_field"] = float(descriptor_kind(cfg).receptive_field(cfg["descriptor"]))
-    return extra | {
-        "format": PTH_FORMAT, "version": PTH_VERSION, "type_map": list(cfg["type_map"]),
-        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
-        "dim_fparam": 0, "dim_aparam": 0,
-        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
-        "message_passing": message_passing_of(cfg), "blocked": supports_blocked(cfg),
-        "mixed_types": mixed_of(cfg),
-        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
-                             "c_differentiable": o.c_differentiable} for o in OUTPUTS},
-    }
+    mp = message_passing_of(cfg)  # the graph holds dpmd::ghost_exchange; weighted (atom_weight)
+    return frozen_metadata(data, PTH_FORMAT, PTH_VERSION, widths=exchange_widths(data) if mp else None,
+                           blocked=supports_blocked(cfg), receptive_field=mp)
 
 
 def _example(ntypes: int, width: int):
