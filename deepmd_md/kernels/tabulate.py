@@ -8,16 +8,20 @@ u = (s - x_l) / h_l, G_m(s) = sum_k coef[l, k, m] u^k, matching N, N' and N'' at
 
 A table `tab` is {"coef": [n1 + n2, 6, M] (model dtype), "grid": [8] f64 (lo, up, hi, h1, h2,
 n1, n2, check_frequency), "net": flat f64 (pack_net)}, stored in the descriptor's statistics.
-PyTorch tensors go to the C++ ops (dpmd::tabulate, dpmd::tabulate_fusion); any other array
-namespace (NumPy, complex-step included; JAX) runs the array-API reference below.
+`tabulate` and `fusion` dispatch through KERNELS: the first entry whose framework is imported
+and whose predicate accepts the array runs (PyTorch tensors: the C++ ops dpmd::tabulate*,
+TensorFlow arrays: DpmdTabulate* of libdpmd_tf_ops.so, both the kernel of kernels/tabulate.cc);
+any other array (NumPy, complex-step included; JAX; Paddle) runs the array-API reference below.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
+from dataclasses import dataclass
 
 import numpy as np
-from array_api_compat import is_torch_array
 
 from deepmd_md.model.env import real
 from deepmd_md.model.nn import apply_embedding_fm
@@ -201,13 +205,61 @@ def _maybe_any(xp, mask) -> bool:
         return True
 
 
+# -- dispatch: framework kernels ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The compiled ops of one framework. Every field but `framework` is "module:function",
+    imported on first use; an entry is asked only once `framework` is imported (an array of it
+    cannot exist before), so dispatching never imports a framework.
+
+    accepts(x) -> bool: x (s) is this framework's array and its ops are available.
+    tabulate(tab, net, activation, s) / fusion(tab, net, activation, s, em): as below."""
+
+    framework: str
+    accepts: str
+    tabulate: str
+    fusion: str
+
+
+KERNELS: list[Kernels] = []
+_resolved: dict[str, object] = {}
+
+
+def register(kernels: Kernels) -> None:
+    """Add a framework's ops (before the reference; later entries are asked later)."""
+    KERNELS.append(kernels)
+
+
+def _fn(spec: str):
+    if spec not in _resolved:
+        module, name = spec.split(":")
+        _resolved[spec] = getattr(importlib.import_module(module), name)
+    return _resolved[spec]
+
+
+def _kernel(kind: str, s):
+    """The registered function `kind` ("tabulate" or "fusion") for array s, or None."""
+    for k in KERNELS:
+        if k.framework in sys.modules and _fn(k.accepts)(s):
+            return _fn(getattr(k, kind))
+    return None
+
+
+register(Kernels("torch", "array_api_compat:is_torch_array",
+                 "deepmd_md.kernels.tabulate:_torch_tabulate",
+                 "deepmd_md.kernels.tabulate:_torch_fusion"))
+register(Kernels("tensorflow", "deepmd_md.backends.tensorflow.ops:accepts_tabulate",
+                 "deepmd_md.backends.tensorflow.ops:tabulate",
+                 "deepmd_md.backends.tensorflow.ops:fusion"))
+
+
 def tabulate(tab: dict, net: dict, activation: str, s):
     """G [*, M] at s [*] (dpmd::tabulate)."""
-    if is_torch_array(s):
-        import torch
-
-        _torch_ops()
-        return torch.ops.dpmd.tabulate(tab["coef"], tab["grid"], tab["net"], s)
+    fn = _kernel("tabulate", s)
+    if fn is not None:
+        return fn(tab, net, activation, s)
     xp = array_namespace(s)
     flat = xp.reshape(s, (-1,))
     g = _reference_values(tab, net, activation, flat)
@@ -217,16 +269,28 @@ def tabulate(tab: dict, net: dict, activation: str, s):
 def fusion(tab: dict, net: dict, activation: str, s, em):
     """sum_j G(s[b, j])^T em[b, j] : [B, M, C] for s [B, J], em [B, J, C]
     (dpmd::tabulate_fusion)."""
-    if is_torch_array(s):
-        import torch
-
-        _torch_ops()
-        return torch.ops.dpmd.tabulate_fusion(tab["coef"], tab["grid"], tab["net"], s, em)
+    fn = _kernel("fusion", s)
+    if fn is not None:
+        return fn(tab, net, activation, s, em)
     xp = array_namespace(s)
     nb, nj = s.shape
     g = _reference_values(tab, net, activation, xp.reshape(s, (-1,)))
     g = xp.reshape(g, (nb, nj, g.shape[-1]))
     return xp.matmul(xp.matrix_transpose(g), em)
+
+
+def _torch_tabulate(tab: dict, net: dict, activation: str, s):
+    import torch
+
+    _torch_ops()
+    return torch.ops.dpmd.tabulate(tab["coef"], tab["grid"], tab["net"], s)
+
+
+def _torch_fusion(tab: dict, net: dict, activation: str, s, em):
+    import torch
+
+    _torch_ops()
+    return torch.ops.dpmd.tabulate_fusion(tab["coef"], tab["grid"], tab["net"], s, em)
 
 
 def _torch_ops() -> None:

@@ -1,0 +1,305 @@
+// DpmdTabulate*, the TensorFlow form of the ops of compressed models (kernels/tabulate.h; the
+// PyTorch form is core/backends/torch/tabulate_op.cc), on TensorFlow's C op/kernel API:
+//
+//   DpmdTabulate(coef [L, 6, M] T, grid [8] f64, net [*] f64, s [*] T) -> G [*, M] T
+//   DpmdTabulateGrad(coef, grid, net, s, dG [*, M]) -> ds [*]
+//   DpmdTabulateFusion(coef, grid, net, s [B, J] T, em [B, J, C] T) -> [B, M, C] = sum_j G(s_bj)^T em_bj
+//   DpmdTabulateFusionGrad(coef, grid, net, s, em, dout [B, M, C]) -> (ds [B, J], dem [B, J, C])
+//
+// T float or double (coef, s and em alike). Python (deepmd_md/backends/tensorflow/ops.py)
+// registers the *Grad ops as the forward ops' gradients (first order: forces and virials), and
+// a gradient of the *Grad ops that raises: a second derivative is an error, never zeros. coef,
+// grid and net get no gradient. One thread per op call (the engines run one intra-op thread per
+// MPI rank); overflow report every grid[7] forward calls as the PyTorch ops. Built into
+// libdpmd_tf_ops.so beside DpmdGhostExchange.
+#include <tensorflow/c/kernels.h>
+#include <tensorflow/c/ops.h>
+#include <tensorflow/c/tf_status.h>
+#include <tensorflow/c/tf_tensor.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <initializer_list>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tabulate.h"
+
+namespace {
+
+namespace K = dpmd::kernels;
+
+void fail(TF_OpKernelContext* ctx, const std::string& msg) {
+  TF_Status* s = TF_NewStatus();
+  TF_SetStatus(s, TF_INVALID_ARGUMENT, msg.c_str());
+  TF_OpKernelContext_Failure(ctx, s);
+  TF_DeleteStatus(s);
+}
+
+struct In {
+  TF_Tensor* t = nullptr;
+  In() = default;
+  In(const In&) = delete;
+  In& operator=(const In&) = delete;
+  ~In() { if (t) TF_DeleteTensor(t); }
+  int64_t dim(int d) const { return TF_Dim(t, d); }
+  int rank() const { return TF_NumDims(t); }
+  int64_t size() const { return TF_TensorElementCount(t); }
+  template <typename T>
+  T* data() const { return static_cast<T*>(TF_TensorData(t)); }
+};
+
+bool get(TF_OpKernelContext* ctx, int i, In& in) {
+  TF_Status* s = TF_NewStatus();
+  TF_GetInput(ctx, i, &in.t, s);
+  const bool ok = TF_GetCode(s) == TF_OK;
+  if (!ok) TF_OpKernelContext_Failure(ctx, s);
+  TF_DeleteStatus(s);
+  return ok;
+}
+
+// output i of the given dims (owned by `out`), false (failure set) when TF cannot allocate it
+template <typename T>
+bool alloc(TF_OpKernelContext* ctx, int i, TF_DataType dt, const std::vector<int64_t>& dims, In& out) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  TF_Status* s = TF_NewStatus();
+  out.t = TF_AllocateOutput(ctx, i, dt, dims.data(), int(dims.size()), sizeof(T) * size_t(n), s);
+  const bool ok = TF_GetCode(s) == TF_OK;
+  if (!ok) TF_OpKernelContext_Failure(ctx, s);
+  TF_DeleteStatus(s);
+  return ok;
+}
+
+struct Parsed {
+  K::Net net;
+  K::Grid grid;
+};
+
+// grid and net parsed (they point into the input tensors, alive for the call), coef checked
+bool parse(TF_OpKernelContext* ctx, const char* op, const In& coef, const In& grid, const In& net, Parsed& p) {
+  if (TF_TensorType(grid.t) != TF_DOUBLE || TF_TensorType(net.t) != TF_DOUBLE) {
+    fail(ctx, std::string(op) + ": grid and net must be float64");
+    return false;
+  }
+  try {
+    p.grid = K::parse_grid(grid.data<double>(), grid.size());
+    p.net = K::parse_net(net.data<double>(), net.size());
+  } catch (const std::exception& e) {
+    fail(ctx, std::string(op) + ": " + e.what());
+    return false;
+  }
+  if (coef.rank() != 3 || coef.dim(1) != 6 || coef.dim(0) != p.grid.n1 + p.grid.n2 || coef.dim(2) != p.net.nout()) {
+    fail(ctx, std::string(op) + ": coef [n1 + n2, 6, M] does not match its grid and net");
+    return false;
+  }
+  return true;
+}
+
+// process-wide overflow counts between reports (the PyTorch ops keep their own)
+K::Overflow g_overflow;
+std::atomic<int64_t> g_calls{0};
+std::mutex g_report;
+
+K::Overflow* counter(const K::Grid& g) { return g.check_frequency > 0 ? &g_overflow : nullptr; }
+
+void maybe_report(const K::Grid& g) {
+  if (g.check_frequency <= 0) return;
+  if (++g_calls < g.check_frequency) return;
+  std::lock_guard<std::mutex> lock(g_report);
+  if (g_calls < g.check_frequency) return;  // another thread reported meanwhile
+  g_calls = 0;
+  const int64_t a = g_overflow.beyond_data.exchange(0), b = g_overflow.beyond_table.exchange(0);
+  if (a > 0)
+    std::fprintf(stderr,
+                 "deepmd_md: compressed model: %lld neighbor(s) beyond the training-data range of the "
+                 "tabulated embedding in the last %lld evaluations (%lld beyond the extrapolated table, "
+                 "evaluated by the net)\n",
+                 (long long)a, (long long)g.check_frequency, (long long)b);
+}
+
+template <typename T>
+K::Table<T> table_of(const In& coef, const Parsed& p) {
+  return K::Table<T>{coef.data<T>(), coef.dim(2), p.grid, &p.net};
+}
+
+bool same_type(TF_OpKernelContext* ctx, const char* op, std::initializer_list<const In*> xs) {
+  for (const In* x : xs)
+    if (TF_TensorType(x->t) != TF_TensorType(xs.begin()[0]->t)) {
+      fail(ctx, std::string(op) + ": s, em, gradients and coef dtypes differ");
+      return false;
+    }
+  return true;
+}
+
+template <typename T>
+void tabulate(TF_OpKernelContext* ctx) {
+  In coef, grid, net, s, out;
+  if (!get(ctx, 0, coef) || !get(ctx, 1, grid) || !get(ctx, 2, net) || !get(ctx, 3, s)) return;
+  Parsed p;
+  if (!same_type(ctx, "DpmdTabulate", {&coef, &s}) || !parse(ctx, "DpmdTabulate", coef, grid, net, p)) return;
+  std::vector<int64_t> dims;
+  for (int d = 0; d < s.rank(); ++d) dims.push_back(s.dim(d));
+  dims.push_back(coef.dim(2));
+  if (!alloc<T>(ctx, 0, TF_TensorType(s.t), dims, out)) return;
+  K::tabulate_forward<T>(table_of<T>(coef, p), s.data<T>(), 0, s.size(), out.data<T>(), counter(p.grid));
+  maybe_report(p.grid);
+}
+
+template <typename T>
+void tabulate_grad(TF_OpKernelContext* ctx) {
+  In coef, grid, net, s, dg, ds;
+  if (!get(ctx, 0, coef) || !get(ctx, 1, grid) || !get(ctx, 2, net) || !get(ctx, 3, s) || !get(ctx, 4, dg)) return;
+  Parsed p;
+  if (!same_type(ctx, "DpmdTabulateGrad", {&coef, &s, &dg}) || !parse(ctx, "DpmdTabulateGrad", coef, grid, net, p))
+    return;
+  if (dg.size() != s.size() * coef.dim(2)) return fail(ctx, "DpmdTabulateGrad: dG [*, M] does not match s [*]");
+  std::vector<int64_t> dims;
+  for (int d = 0; d < s.rank(); ++d) dims.push_back(s.dim(d));
+  if (!alloc<T>(ctx, 0, TF_TensorType(s.t), dims, ds)) return;
+  K::tabulate_backward<T>(table_of<T>(coef, p), s.data<T>(), dg.data<T>(), 0, s.size(), ds.data<T>());
+}
+
+bool fusion_shapes(TF_OpKernelContext* ctx, const char* op, const In& s, const In& em) {
+  if (s.rank() != 2 || em.rank() != 3 || em.dim(0) != s.dim(0) || em.dim(1) != s.dim(1)) {
+    fail(ctx, std::string(op) + ": s [B, J] and em [B, J, C] expected");
+    return false;
+  }
+  return true;
+}
+
+template <typename T>
+void fusion(TF_OpKernelContext* ctx) {
+  In coef, grid, net, s, em, out;
+  if (!get(ctx, 0, coef) || !get(ctx, 1, grid) || !get(ctx, 2, net) || !get(ctx, 3, s) || !get(ctx, 4, em)) return;
+  Parsed p;
+  const char* op = "DpmdTabulateFusion";
+  if (!same_type(ctx, op, {&coef, &s, &em}) || !fusion_shapes(ctx, op, s, em) || !parse(ctx, op, coef, grid, net, p))
+    return;
+  const int64_t nb = s.dim(0), nj = s.dim(1), nc = em.dim(2);
+  if (!alloc<T>(ctx, 0, TF_TensorType(s.t), {nb, coef.dim(2), nc}, out)) return;
+  K::fusion_forward<T>(table_of<T>(coef, p), s.data<T>(), em.data<T>(), nj, nc, 0, nb, out.data<T>(), counter(p.grid));
+  maybe_report(p.grid);
+}
+
+template <typename T>
+void fusion_grad(TF_OpKernelContext* ctx) {
+  In coef, grid, net, s, em, dout, ds, dem;
+  if (!get(ctx, 0, coef) || !get(ctx, 1, grid) || !get(ctx, 2, net) || !get(ctx, 3, s) || !get(ctx, 4, em) ||
+      !get(ctx, 5, dout))
+    return;
+  Parsed p;
+  const char* op = "DpmdTabulateFusionGrad";
+  if (!same_type(ctx, op, {&coef, &s, &em, &dout}) || !fusion_shapes(ctx, op, s, em) ||
+      !parse(ctx, op, coef, grid, net, p))
+    return;
+  const int64_t nb = s.dim(0), nj = s.dim(1), nc = em.dim(2);
+  if (dout.rank() != 3 || dout.dim(0) != nb || dout.dim(1) != coef.dim(2) || dout.dim(2) != nc)
+    return fail(ctx, "DpmdTabulateFusionGrad: dout [B, M, C] does not match s and em");
+  if (!alloc<T>(ctx, 0, TF_TensorType(s.t), {nb, nj}, ds) || !alloc<T>(ctx, 1, TF_TensorType(s.t), {nb, nj, nc}, dem))
+    return;
+  K::fusion_backward<T>(table_of<T>(coef, p), s.data<T>(), em.data<T>(), dout.data<T>(), nj, nc, 0, nb,
+                        ds.data<T>(), dem.data<T>());
+}
+
+// the kernel on input 3's dtype (s): float or double
+template <void (*F32)(TF_OpKernelContext*), void (*F64)(TF_OpKernelContext*)>
+void compute(void*, TF_OpKernelContext* ctx) {
+  const TF_DataType dt = TF_InputDatatype(ctx, 3);
+  if (dt == TF_DOUBLE) return F64(ctx);
+  if (dt == TF_FLOAT) return F32(ctx);
+  fail(ctx, "DpmdTabulate: float32 or float64 expected");
+}
+
+void* create(TF_OpKernelConstruction*) { return nullptr; }
+void destroy(void*) {}
+
+// -- shape functions: static M (and known B, J, C) for the graph ---------------------------------
+struct Shapes {
+  TF_ShapeInferenceContext* ctx;
+  TF_Status* st;
+  std::vector<TF_ShapeHandle*> owned;
+  ~Shapes() { for (auto* h : owned) TF_DeleteShapeHandle(h); }
+  TF_ShapeHandle* fresh() { owned.push_back(TF_NewShapeHandle()); return owned.back(); }
+  TF_ShapeHandle* input(int i) {
+    TF_ShapeHandle* h = fresh();
+    TF_ShapeInferenceContextGetInput(ctx, i, h, st);
+    return h;
+  }
+  TF_ShapeHandle* sub(TF_ShapeHandle* h, int64_t a, int64_t b) {
+    TF_ShapeHandle* r = fresh();
+    TF_ShapeInferenceContextSubshape(ctx, h, a, b, r, st);
+    return r;
+  }
+  TF_ShapeHandle* cat(TF_ShapeHandle* a, TF_ShapeHandle* b) {
+    TF_ShapeHandle* r = fresh();
+    TF_ShapeInferenceContextConcatenateShapes(ctx, a, b, r, st);
+    return r;
+  }
+  TF_ShapeHandle* ranked(int i, int64_t rank) {
+    TF_ShapeHandle* h = fresh();
+    TF_ShapeInferenceContextWithRank(ctx, input(i), rank, h, st);
+    return h;
+  }
+  void out(int i, TF_ShapeHandle* h) { TF_ShapeInferenceContextSetOutput(ctx, i, h, st); }
+  bool ok() const { return TF_GetCode(st) == TF_OK; }
+};
+
+void tab_shape(TF_ShapeInferenceContext* ctx, TF_Status* st) {  // [*s, M]
+  Shapes sh{ctx, st, {}};
+  TF_ShapeHandle* m = sh.sub(sh.ranked(0, 3), 2, 3);
+  if (sh.ok()) sh.out(0, sh.cat(sh.input(3), m));
+}
+
+void tab_grad_shape(TF_ShapeInferenceContext* ctx, TF_Status* st) {  // like s
+  Shapes sh{ctx, st, {}};
+  sh.out(0, sh.input(3));
+}
+
+void fusion_shape(TF_ShapeInferenceContext* ctx, TF_Status* st) {  // [B, M, C]
+  Shapes sh{ctx, st, {}};
+  TF_ShapeHandle* s = sh.ranked(3, 2);
+  TF_ShapeHandle* em = sh.ranked(4, 3);
+  TF_ShapeHandle* m = sh.sub(sh.ranked(0, 3), 2, 3);
+  if (!sh.ok()) return;
+  TF_ShapeHandle* bm = sh.cat(sh.sub(s, 0, 1), m);
+  if (sh.ok()) sh.out(0, sh.cat(bm, sh.sub(em, 2, 3)));
+}
+
+void fusion_grad_shape(TF_ShapeInferenceContext* ctx, TF_Status* st) {  // like s, like em
+  Shapes sh{ctx, st, {}};
+  sh.out(0, sh.input(3));
+  if (sh.ok()) sh.out(1, sh.input(4));
+}
+
+void register_op(const char* name, std::vector<const char*> inputs, std::vector<const char*> outputs,
+                 void (*shape)(TF_ShapeInferenceContext*, TF_Status*), void (*kernel)(void*, TF_OpKernelContext*)) {
+  TF_Status* s = TF_NewStatus();
+  TF_OpDefinitionBuilder* b = TF_NewOpDefinitionBuilder(name);
+  TF_OpDefinitionBuilderAddAttr(b, "T: {float, double}");
+  for (const char* in : inputs) TF_OpDefinitionBuilderAddInput(b, in);
+  for (const char* out : outputs) TF_OpDefinitionBuilderAddOutput(b, out);
+  TF_OpDefinitionBuilderSetShapeInferenceFunction(b, shape);
+  TF_RegisterOpDefinition(b, s);
+  TF_KernelBuilder* kb = TF_NewKernelBuilder(name, "CPU", create, kernel, destroy);
+  TF_RegisterKernelBuilder(name, kb, s);
+  if (TF_GetCode(s) != TF_OK) std::fprintf(stderr, "deepmd_md: registering %s: %s\n", name, TF_Message(s));
+  TF_DeleteStatus(s);
+}
+
+const bool registered = [] {
+  register_op("DpmdTabulate", {"coef: T", "grid: float64", "net: float64", "s: T"}, {"y: T"}, tab_shape,
+              compute<tabulate<float>, tabulate<double>>);
+  register_op("DpmdTabulateGrad", {"coef: T", "grid: float64", "net: float64", "s: T", "dy: T"}, {"ds: T"},
+              tab_grad_shape, compute<tabulate_grad<float>, tabulate_grad<double>>);
+  register_op("DpmdTabulateFusion", {"coef: T", "grid: float64", "net: float64", "s: T", "em: T"}, {"y: T"},
+              fusion_shape, compute<fusion<float>, fusion<double>>);
+  register_op("DpmdTabulateFusionGrad", {"coef: T", "grid: float64", "net: float64", "s: T", "em: T", "dy: T"},
+              {"ds: T", "dem: T"}, fusion_grad_shape, compute<fusion_grad<float>, fusion_grad<double>>);
+  return true;
+}();
+
+}  // namespace
