@@ -10,8 +10,9 @@ A table `tab` is {"coef": [n1 + n2, 6, M] (model dtype), "grid": [8] f64 (lo, up
 n1, n2, check_frequency), "net": flat f64 (pack_net)}, stored in the descriptor's statistics.
 `tabulate` and `fusion` dispatch through KERNELS: the first entry whose framework is imported
 and whose predicate accepts the array runs (PyTorch tensors: the C++ ops dpmd::tabulate*,
-TensorFlow arrays: DpmdTabulate* of libdpmd_tf_ops.so, both the kernel of kernels/tabulate.cc);
-any other array (NumPy, complex-step included; JAX; Paddle) runs the array-API reference below.
+TensorFlow arrays: DpmdTabulate* of libdpmd_tf_ops.so, Paddle tensors and traced programs:
+dpmd_tabulate* of libdpmd_paddle_ops.so, each the kernel of kernels/tabulate.cc);
+any other array (NumPy, complex-step included; JAX) runs the array-API reference below.
 """
 
 from __future__ import annotations
@@ -253,6 +254,8 @@ register(Kernels("torch", "array_api_compat:is_torch_array",
 register(Kernels("tensorflow", "deepmd_md.backends.tensorflow.ops:accepts_tabulate",
                  "deepmd_md.backends.tensorflow.ops:tabulate",
                  "deepmd_md.backends.tensorflow.ops:fusion"))
+register(Kernels("paddle", "deepmd_md.backends.paddle.ops:accepts_tabulate",
+                 "deepmd_md.backends.paddle.ops:tabulate", "deepmd_md.backends.paddle.ops:fusion"))
 
 
 def tabulate(tab: dict, net: dict, activation: str, s):

@@ -9,6 +9,8 @@
 // relied on except through pointers). libpaddle.so leaves the CPython C API
 // undefined, so this library also links libpython (never initialised: the
 // inference path does not call into Python).
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -76,11 +78,12 @@ bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 // The deepmd_md part of the .json: {"deepmd_md": {"metadata.json": "<text>", "model.dp": "..."}}.
-std::string read_metadata(const std::string& path) {
+std::string read_metadata(const std::string& path, std::string* text) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot open " + path);
   std::stringstream ss;
   ss << f.rdbuf();
+  *text = ss.str();
   dpmd::json::Value v;
   try {
     v = dpmd::json::parse(ss.str());
@@ -100,24 +103,69 @@ paddle_infer::Tensor* keep(std::unique_ptr<paddle_infer::Tensor> t, const std::s
   return t.release();
 }
 
+// libdpmd_paddle_ops.so beside this library: the custom operators of frozen programs
+// (dpmd_ghost_exchange for message passing across ranks, dpmd_tabulate[_fusion] for compressed
+// models), registered with Paddle once per process before any predictor is created; it exports
+// dpmd_paddle_register_ops (core/backends/paddle/exchange_op.cc). Programs without custom ops
+// run without it; one with them gets a clear error when it is missing.
+void load_custom_ops(const std::string& model, const std::string& text) {
+  static std::mutex mu;
+  static std::string error;  // empty once registered
+  static bool tried = false;
+  // program ops are named DIALECT.NAME ("3.dpmd_ghost_exchange" in Paddle 3.x)
+  if (text.find(".dpmd_ghost_exchange\"") == std::string::npos && text.find(".dpmd_tabulate") == std::string::npos) return;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!tried) {
+    tried = true;
+    std::string path = "libdpmd_paddle_ops.so";
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&load_custom_ops), &info) && info.dli_fname) {
+      std::string self(info.dli_fname);
+      path = self.substr(0, self.rfind('/') + 1) + path;
+    }
+    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    using Fn = int (*)(void*, char*, unsigned long);
+    Fn reg = h ? reinterpret_cast<Fn>(dlsym(h, "dpmd_paddle_register_ops")) : nullptr;
+    char err[1024] = {0};
+    if (!h) {
+      const char* e = dlerror();
+      error = "cannot load " + path + " (" + (e ? e : "?") + ")";
+    } else if (!reg) {
+      error = path + " has no dpmd_paddle_register_ops";
+    } else if (reg(h, err, sizeof err) != 0) {
+      error = "registering the operators of " + path + " failed: " + err;
+    }
+  }
+  if (!error.empty())
+    throw std::runtime_error(model + " uses deepmd_md's Paddle operators, but " + error +
+                             ": reinstall deepmd_md with its C++ parts");
+}
+
 class PaddleBackend : public dpmd::Backend {
  public:
   explicit PaddleBackend(const std::string& path) {
     if (!ends_with(path, ".json")) throw std::runtime_error("a Paddle model is NAME.json (+ NAME.pdiparams)");
-    meta_ = read_metadata(path);
+    std::string text;
+    meta_ = read_metadata(path, &text);
     std::string params = path.substr(0, path.size() - 5) + ".pdiparams";
     if (std::FILE* f = std::fopen(params.c_str(), "rb")) {
       std::fclose(f);
     } else {
       throw std::runtime_error("the weights of " + path + " are missing: " + params);
     }
+    load_custom_ops(path, text);
+    text.clear();
+    text.shrink_to_fit();
     auto cfg = std::make_unique<paddle::AnalysisConfig>(path, params);
     cfg->DisableMKLDNN();  // oneDNN kernels change fp64 results and start their own threads
     cfg->DisableGlogInfo();
     cfg->SetCpuMathLibraryNumThreads(1);  // the core runs chunks on its own threads
     pred_ = paddle_infer::CreatePredictor(*cfg);
     if (!pred_) throw std::runtime_error("Paddle could not create a predictor for " + path);
-    for (const auto& n : pred_->GetInputNames()) inputs_.emplace_back(n, keep(pred_->GetInputHandle(n), n));
+    for (const auto& n : pred_->GetInputNames()) {
+      inputs_.emplace_back(n, keep(pred_->GetInputHandle(n), n));
+      has_comm_ = has_comm_ || n == "comm";
+    }
     for (const auto& n : pred_->GetOutputNames()) outputs_.push_back(keep(pred_->GetOutputHandle(n), n));
     if (outputs_.size() != 5)
       throw std::runtime_error("the Paddle program has " + std::to_string(outputs_.size()) +
@@ -127,8 +175,9 @@ class PaddleBackend : public dpmd::Backend {
   std::string metadata_json() const override { return meta_; }
 
   void compute(const dpmd::BackendInput& in, dpmd::BackendOutput& out) override {
-    if (in.exchange)
-      throw std::runtime_error("a Paddle model has no ghost-exchange op: run message-passing models in one domain");
+    if (in.exchange && !has_comm_)
+      throw std::runtime_error("this Paddle model has no ghost-exchange input 'comm': run it in one domain, "
+                               "or freeze it again with the Paddle operators built");
     const int nall = int(in.nall), nloc = int(in.nloc), nnei = int(in.nnei);
     std::vector<int64_t> owner;
     // blocked models (metadata "blocked"): nlist_t [1, nloc, widths[t]], center_t [count[t]]
@@ -165,6 +214,18 @@ class PaddleBackend : public dpmd::Backend {
       } else if (n == "nlist") {
         t->Reshape({1, nloc, nnei});
         t->CopyFromCpu<int64_t>(in.nlist);
+      } else if (n == "comm") {  // the address of the exchange, read by dpmd_ghost_exchange (0: by mapping)
+        const int64_t h = reinterpret_cast<int64_t>(in.exchange);
+        t->Reshape({1});
+        t->CopyFromCpu<int64_t>(&h);
+      } else if (n == "atom_weight") {  // ones unless the core weighs atoms (widened ghost shell)
+        const double* w = in.atom_weight;
+        if (!w) {
+          ones_.assign(size_t(nloc), 1.0);
+          w = ones_.data();
+        }
+        t->Reshape({1, nloc});
+        t->CopyFromCpu<double>(w);
       } else if (n == "mapping") {
         const int64_t* m = in.mapping;
         if (!m) {  // any owner for a model that passes no messages
@@ -202,6 +263,8 @@ class PaddleBackend : public dpmd::Backend {
   std::shared_ptr<paddle_infer::Predictor> pred_;
   std::vector<std::pair<std::string, paddle_infer::Tensor*>> inputs_;
   std::vector<paddle_infer::Tensor*> outputs_;
+  bool has_comm_ = false;
+  std::vector<double> ones_;
 };
 
 }  // namespace

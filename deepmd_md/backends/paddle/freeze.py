@@ -7,6 +7,9 @@ autodiff (paddle.static.gradients) inside:
     inputs  extended_coord [1, nall, 3] f64, extended_atype [1, nall] i64,
             nlist [1, nloc, nnei] i64 (raw: any order, -1 padded, atoms beyond rcut allowed),
             mapping [1, nall] i64 (message-passing models only: owner < nloc of each atom)
+            comm [1] i64, atom_weight [1, nloc] f64 (message-passing models, when the Paddle
+            operators are built: the ghost exchange's handle, 0 = by mapping, else the address of
+            the engine's dpmd_exchange; energy = sum of weight x atom energy)
     outputs atom_energy [1, nloc], energy [1], extended_force [1, nall, 3], virial [1, 9],
             extended_virial [1, nall, 9]   (all f64, in this order)
 
@@ -25,15 +28,12 @@ import warnings
 
 import numpy as np
 
+from deepmd_md.backends.common import frozen_metadata
 from deepmd_md.errors import ModelFileError
 from deepmd_md.model.model import (
-    OUTPUTS,
     atomic_outputs,
     atomic_outputs_blocked,
     message_passing_of,
-    mixed_of,
-    model_dtype,
-    rcut_of,
     sel_of,
     supports_blocked,
 )
@@ -43,24 +43,28 @@ from deepmd_md.tree import flatten, unflatten
 PADDLE_FORMAT = "deepmd_md.paddle"
 PADDLE_VERSION = 1
 KEY = "deepmd_md"  # the .json's own key for metadata and the .dp
-INPUTS = ("extended_coord", "extended_atype", "nlist", "mapping")
+INPUTS = ("extended_coord", "extended_atype", "nlist", "mapping", "comm", "atom_weight")
 OUTPUT_NAMES = ("atom_energy", "energy", "extended_force", "virial", "extended_virial")
 
 
-def metadata(data: dict) -> dict:
-    """What the C++ core reads (docs/core_contract.md); no exchange op (a message-passing
-    model runs in one domain, given `mapping`)."""
+def metadata(data: dict, widths: list[int] | None = None) -> dict:
+    """What the C++ core reads (docs/core_contract.md). widths: the columns of each
+    dpmd_ghost_exchange call when the program holds the op (message passing on several ranks);
+    without it a message-passing model runs in one domain, given `mapping`."""
     cfg = data["config"]
-    return {
-        "format": PADDLE_FORMAT, "version": PADDLE_VERSION, "type_map": list(cfg["type_map"]),
-        "rcut": rcut_of(cfg), "sel": sel_of(cfg), "nnei": sum(sel_of(cfg)),
-        "dim_fparam": 0, "dim_aparam": 0,
-        "precision": "float32" if model_dtype(cfg).__name__ == "float32" else "float64",
-        "message_passing": message_passing_of(cfg), "blocked": supports_blocked(cfg),
-        "mixed_types": mixed_of(cfg), "inputs": input_names(cfg),
-        "outputs": {o.name: {"reducible": o.reducible, "r_differentiable": o.r_differentiable,
-                             "c_differentiable": o.c_differentiable} for o in OUTPUTS},
-    }
+    return frozen_metadata(data, PADDLE_FORMAT, PADDLE_VERSION, widths=widths,
+                           blocked=supports_blocked(cfg), receptive_field=widths is not None) | {
+        "inputs": input_names(cfg, widths is not None)}
+
+
+def exchange_op(cfg: dict) -> bool:
+    """Whether a program of this model holds dpmd_ghost_exchange: message passing, and the
+    operators are built."""
+    if not message_passing_of(cfg):
+        return False
+    from deepmd_md.backends.paddle.ops import load_ops
+
+    return load_ops(required=False)
 
 
 def _example(ntypes: int, width: int):
@@ -90,34 +94,37 @@ def _blocked_example(ntypes: int, ext_atype):
     return nlists, [np.nonzero(ext_atype[0, :3] == t)[0] for t in range(ntypes)]
 
 
-def input_names(cfg: dict) -> list[str]:
+def input_names(cfg: dict, exchange: bool = False) -> list[str]:
     """The program's inputs: blocked models take per-type lists (nlist_t [1, nloc, w_t]) and
-    local indices per type (center_t [n_t]) instead of one raw nlist."""
+    local indices per type (center_t [n_t]) instead of one raw nlist; message-passing models
+    take mapping, and with the exchange op comm and atom_weight."""
     if supports_blocked(cfg):
         nt = len(cfg["type_map"])
         return [*INPUTS[:2], *(f"nlist_{t}" for t in range(nt)), *(f"center_{t}" for t in range(nt))]
-    return list(INPUTS[:4 if message_passing_of(cfg) else 3])
+    return list(INPUTS[:6 if exchange else 4 if message_passing_of(cfg) else 3])
 
 
 def build_program(data: dict):
-    """(main program, startup program, feed Values, fetch Values) of forward_lower, or of
-    forward_blocked for typed descriptors (metadata "blocked")."""
+    """(main program, startup program, feed Values, fetch Values, exchange widths or None) of
+    forward_lower, or of forward_blocked for typed descriptors (metadata "blocked")."""
     paddle = _paddle()
     from deepmd_md.backends.paddle.trace import DUAL, Dual, is_dual
     from deepmd_md.model.xp import register_namespace
 
     register_namespace(is_dual, DUAL)
     cfg = data["config"]
-    mp, blocked = message_passing_of(cfg), supports_blocked(cfg)
+    mp, blocked, exchange = message_passing_of(cfg), supports_blocked(cfg), exchange_op(cfg)
     width = max(sel_of(cfg))
     ex = _example(len(cfg["type_map"]), width + 2)
-    names = input_names(cfg)
+    names = input_names(cfg, exchange)
     main, startup = paddle.static.Program(), paddle.static.Program()
     with paddle.static.program_guard(main, startup):
-        shapes = {INPUTS[0]: [1, -1, 3], INPUTS[1]: [1, -1]}
+        shapes = {INPUTS[0]: [1, -1, 3], INPUTS[1]: [1, -1], INPUTS[3]: [1, -1], INPUTS[4]: [1],
+                  INPUTS[5]: [1, -1]}
         feeds = [paddle.static.data(n, shapes.get(n, [-1] if n.startswith("center") else
-                                                  [1, -1] if n == INPUTS[3] else [1, -1, -1]),
-                                    "float64" if n == INPUTS[0] else "int64") for n in names]
+                                                  [1, -1, -1]),
+                                    "float64" if n in (INPUTS[0], INPUTS[5]) else "int64")
+                 for n in names]
         coord = feeds[0]
         coord.stop_gradient = False
         trees = {}
@@ -148,17 +155,23 @@ def build_program(data: dict):
             nlist_s = paddle.concat([feeds[2], pad_s], axis=2)
             nlist_e = np.concatenate([ex[2], np.full((1, 3, width), -1)], axis=2)
             mapping = Dual(ex[3], feeds[3]) if mp else None
+            comm = None
+            if exchange:
+                from deepmd_md.backends.paddle.ops import OpExchange
+
+                comm = OpExchange(mapping, Dual(np.zeros(1, np.int64), feeds[4]))
             ae = atomic_outputs(cfg, trees["params"], trees["buffers"], *d,
-                                Dual(nlist_e, nlist_s), raw_nlist=True, mapping=mapping)
+                                Dual(nlist_e, nlist_s), raw_nlist=True, mapping=mapping, comm=comm)
             ae = ae["energy"].s
         ae = paddle.cast(ae, "float64")
-        (grad,) = paddle.static.gradients([paddle.sum(ae)], [coord])
+        we = ae * feeds[5] if exchange else ae  # the core's weights (widened ghost shell)
+        (grad,) = paddle.static.gradients([paddle.sum(we)], [coord])
         force = -grad
         atom_virial = paddle.reshape(paddle.unsqueeze(coord, -1) * paddle.unsqueeze(force, -2),
                                      [1, -1, 9])
-        fetches = [ae, paddle.sum(ae, axis=-1), force, paddle.sum(atom_virial, axis=1),
+        fetches = [ae, paddle.sum(we, axis=-1), force, paddle.sum(atom_virial, axis=1),
                    atom_virial]
-    return main, startup, feeds, fetches
+    return main, startup, feeds, fetches, comm.widths if exchange else None
 
 
 def freeze_paddle(data: dict, path: str) -> None:
@@ -173,7 +186,7 @@ def freeze_paddle(data: dict, path: str) -> None:
     try:
         with warnings.catch_warnings():  # Paddle's static operators ask Values for a place
             warnings.filterwarnings("ignore", message=".*'place' interface for pir")
-            main, startup, feeds, fetches = build_program(data)
+            main, startup, feeds, fetches, widths = build_program(data)
         exe = paddle.static.Executor(paddle.CPUPlace())
         with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-paddle-") as tmp:
             prefix = os.path.join(tmp, "model")
@@ -186,7 +199,7 @@ def freeze_paddle(data: dict, path: str) -> None:
             with open(prefix + ".json") as f:
                 program = json.load(f)
             with open(dp, "rb") as f:
-                program[KEY] = {"metadata.json": json.dumps(metadata(data)),
+                program[KEY] = {"metadata.json": json.dumps(metadata(data, widths)),
                                 "model.dp": base64.b64encode(f.read()).decode("ascii")}
             with open(prefix + ".json", "w") as f:
                 json.dump(program, f)
@@ -230,6 +243,10 @@ class Predictor:
         pi = _paddle().inference
 
         self.metadata = read_metadata(path)
+        from deepmd_md.backends.paddle.ops import load_ops
+
+        # programs of message-passing (exchange) and compressed models call our operators
+        load_ops(required="exchange" in self.metadata)
         params = path[: -len(".json")] + ".pdiparams"
         if not os.path.isfile(params):
             raise ModelFileError(f"{path}: its weights {params} are missing")
@@ -253,6 +270,8 @@ class Predictor:
                 vals[INPUTS[2]] = np.ascontiguousarray(nlist[f:f + 1], dtype=np.int64)
                 if mapping is not None:
                     vals[INPUTS[3]] = np.ascontiguousarray(mapping[f:f + 1], dtype=np.int64)
+                vals[INPUTS[4]] = np.zeros(1, np.int64)  # exchange by mapping, in this process
+                vals[INPUTS[5]] = np.ones(nlist.shape[1:2], np.float64)[None]
             for name in self._inputs:
                 h = self._pred.get_input_handle(name)
                 h.reshape(list(vals[name].shape))
