@@ -71,6 +71,11 @@ int dpmd_model_exchange_width(const dpmd_model* model);
 /* 1 if the model can run across domains through dpmd_input.exchange (message-passing models
  * frozen with the exchange op; models that pass no messages need none) */
 int dpmd_model_supports_exchange(const dpmd_model* model);
+/* 1 if the model can run across domains without an exchange, given ghosts out to
+ * dpmd_model_receptive_field() and dpmd_input.ghost_cutoff (the widened ghost shell: message-passing
+ * models that weigh atom energies, metadata atom_weight or exchange.weighted; models that pass no
+ * messages need none); 0 for message-passing models frozen before that (freeze them again) */
+int dpmd_model_supports_widened_shell(const dpmd_model* model);
 /* how far an atom's energy depends on other atoms (Angstrom): rcut x layers for message-passing
  * models, rcut for others */
 double dpmd_model_receptive_field(const dpmd_model* model);
@@ -124,10 +129,11 @@ typedef struct {
    * ghosts may be owned by other ranks and need only reach rcut. */
   const dpmd_exchange* exchange;
   /* How far the engine's ghost atoms reach beyond its local atoms (Angstrom), or 0 when not
-   * known.  A message-passing model given neither exchange nor mapping runs when this is at
-   * least dpmd_model_receptive_field(): the core then evaluates local and ghost atoms alike
-   * and counts only the local atoms' energies (the ghost shell replaces the exchange); below
-   * it the call fails, naming what to set. */
+   * known.  A message-passing model with ghosts but neither a mapping nor an exchange it can
+   * use (none given, or the model has no exchange op) runs when this is at least
+   * dpmd_model_receptive_field() and dpmd_model_supports_widened_shell(): the core then
+   * evaluates local and ghost atoms alike and counts only the local atoms' energies (the ghost
+   * shell replaces the exchange); otherwise the call fails, naming what to set. */
   double ghost_cutoff;
 } dpmd_input;
 

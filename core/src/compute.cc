@@ -170,7 +170,7 @@ const dpmd_exchange* resolve_exchange(dpmd_model* m, const dpmd_input* in, int n
                                "MPI ranks or balance the decomposition)");
     return ex;
   }
-  // (without exchange or mapping, entry.cc's widened_shell has refused the call already)
+  // (with ghosts and no mapping or usable exchange, entry.cc's widened_shell took the call)
   if (m->mapping.empty())
     throw std::runtime_error("this message-passing model was frozen without the ghost-exchange op and "
                              "runs in one domain only, with dpmd_input.mapping: freeze it again with this "
@@ -317,7 +317,7 @@ void compute_listed(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
       bi.aparam = info.dim_aparam > 0 ? in->aparam : nullptr;
       bi.mapping = m->mapping.empty() ? nullptr : m->mapping.data();
       bi.exchange = exchange;
-      if (info.weighted && exchange) {  // the package takes atom_weight: ones unless widened
+      if (info.weighted && (exchange || !m->weight.empty())) {  // atom_weight: ones unless widened
         if (m->weight.empty()) m->ones.assign(nloc, 1.0);
         bi.atom_weight = m->weight.empty() ? m->ones.data() : m->weight.data();
       }

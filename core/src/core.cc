@@ -69,6 +69,8 @@ ModelInfo parse_metadata(const std::string& text) {
     for (auto& x : w.arr) m.exchange_width = std::max(m.exchange_width, int(x.as_number("exchange.widths")));
     m.weighted = ex.has("weighted") && ex.at("weighted").kind == Value::Bool && ex.at("weighted").b;
   }
+  // forward_lower takes atom_weight without an exchange op too (the JAX .savedmodel)
+  if (v.has("atom_weight") && v.at("atom_weight").kind == Value::Bool) m.weighted = m.weighted || v.at("atom_weight").b;
   m.receptive_field = m.rcut;
   if (v.has("receptive_field") && v.at("receptive_field").kind == Value::Number)
     m.receptive_field = std::max(m.rcut, v.at("receptive_field").num);
@@ -276,6 +278,9 @@ int dpmd_model_exchange_width(const dpmd_model* m) { return m ? m->info.exchange
 double dpmd_model_receptive_field(const dpmd_model* m) { return m ? m->info.receptive_field : 0.0; }
 int dpmd_model_supports_exchange(const dpmd_model* m) {
   return m ? int(!m->info.message_passing || m->info.exchange_op) : 0;
+}
+int dpmd_model_supports_widened_shell(const dpmd_model* m) {
+  return m ? int(!m->info.message_passing || (m->info.weighted && m->info.dim_aparam == 0)) : 0;
 }
 const char* dpmd_model_precision(const dpmd_model* m) { return m ? m->info.precision.c_str() : ""; }
 

@@ -72,25 +72,41 @@ void compute_self(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {
   }
 }
 
-// A message-passing model with neither exchange nor mapping: when the engine's ghosts reach the
-// receptive field, every atom is evaluated as if local (the core lists the ghosts' neighbors
-// too) and only the local atoms' energies count (atom_weight); their features near the shell's
-// edge are wrong but never reach a local atom.
+// A message-passing model with ghosts but no mapping and no exchange it can use (none given, or
+// a model without the exchange op, whatever the engine passes): when the engine's ghosts reach
+// the receptive field and the model weighs atom energies, every atom is evaluated as if local
+// (the core lists the ghosts' neighbors too) and only the local atoms' energies count
+// (atom_weight); their features near the shell's edge are wrong but never reach a local atom.
+// Otherwise one error naming what to set.
 bool widened_shell(const dpmd_model* m, const dpmd_input* in) {
+  const dpmd::ModelInfo& info = m->info;
   const bool has_ex = in->size >= offsetof(dpmd_input, exchange) + sizeof(in->exchange) && in->exchange;
-  if (!m->info.message_passing || has_ex || in->mapping || in->nghost == 0) return false;
+  if (!info.message_passing || in->mapping || in->nghost == 0 || (has_ex && info.exchange_op)) return false;
   const double reach =
       in->size >= offsetof(dpmd_input, ghost_cutoff) + sizeof(double) ? in->ghost_cutoff : 0.0;
-  const double field = m->info.receptive_field;
-  if (m->info.exchange_op && m->info.weighted && reach >= field && m->info.dim_aparam == 0) return true;
-  char field_s[32];
-  std::snprintf(field_s, sizeof(field_s), "%.4g", field);
-  throw std::runtime_error(
-      std::string("this model passes messages between atoms (metadata message_passing: true): the engine must "
-                  "give dpmd_input.exchange (ghost features exchanged between domains), or in one domain "
-                  "dpmd_input.mapping (the owner of every ghost), or ghosts out to the model's receptive field (") +
-      field_s + " A) with dpmd_input.ghost_cutoff set to their reach" +
-      (m->info.weighted ? "" : " (this model was frozen before that fallback: freeze it again)"));
+  const double field = info.receptive_field;
+  const bool deep = reach >= field * (1.0 - 1e-12);  // (field + skin) - skin may round below
+  if (info.weighted && deep && info.dim_aparam == 0) return true;
+  char num[64];
+  std::snprintf(num, sizeof(num), "%.4g A; dpmd_input.ghost_cutoff is %.4g A", field, reach);
+  const std::string what =
+      "this model passes messages between atoms (metadata message_passing: true): the engine must give "
+      "dpmd_input.exchange (ghost features exchanged between domains; the model needs the ghost-exchange op), "
+      "or in one domain dpmd_input.mapping (the owner of every ghost), or ghosts out to the model's receptive "
+      "field (" + std::string(num) + ")";
+  if (!info.weighted)
+    throw std::runtime_error(what + (info.exchange_op
+                                         ? ". This file was frozen before the atom_weight input: give it the "
+                                           "exchange, or freeze it again with this deepmd_md"
+                                         : ". This file has neither the ghost-exchange op nor the atom_weight input "
+                                           "(frozen before them): it runs in one domain only; freeze it again with "
+                                           "this deepmd_md to run it across domains"));
+  if (info.dim_aparam > 0)
+    throw std::runtime_error(what + ". Ghosts out to the receptive field need atomic parameters for every ghost, "
+                             "which dpmd_input.aparam does not carry: use an exchange or one domain");
+  throw std::runtime_error(what + (has_ex ? ". dpmd_input.exchange cannot serve this model (frozen without the "
+                                            "ghost-exchange op): widen the ghost shell and set dpmd_input.ghost_cutoff"
+                                          : ""));
 }
 
 void compute_widened(dpmd_model* m, const dpmd_input* in, dpmd_output* out) {

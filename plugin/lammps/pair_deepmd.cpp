@@ -218,15 +218,43 @@ void PairDeepMD::init_style()
                  all[t], t, type_names[t].empty() ? "NULL" : type_names[t]);
 
   // message passing: between layers ghosts take their owners' features through LAMMPS'
-  // forward communication (any decomposition); models frozen before the exchange op need
-  // each ghost's owner among this rank's atoms instead (one rank)
-  if (message_passing && !use_exchange) {
-    if (comm->nprocs > 1)
+  // forward communication (any decomposition). Models without the exchange op (a JAX
+  // .savedmodel, files frozen before the op) need each ghost's owner among this rank's atoms on
+  // one rank, and on several ranks ghosts out to the receptive field, which the core evaluates
+  // as atoms of weight 0 (the widened ghost shell, docs/core_contract.md)
+  widened = message_passing && !use_exchange && comm->nprocs > 1;
+  if (message_passing && !use_exchange && !widened && !atom->tag_enable)
+    error->all(FLERR, "deepmd: a message-passing model needs atom IDs to find each ghost's owner (atom_modify id yes)");
+  if (widened) {
+    double field = 0.0;
+    std::string which;
+    for (size_t k = 0; k < models.size(); ++k) {
+      if (!dpmd_model_message_passing(models[k]) || dpmd_model_supports_exchange(models[k])) continue;
+      if (!dpmd_model_supports_widened_shell(models[k]))
+        error->all(FLERR,
+                   "deepmd: {} is a message-passing model frozen without the ghost-exchange op (and without "
+                   "atom_weight) and runs on one MPI rank only; freeze it again with this deepmd_md (dpmd freeze) "
+                   "to run it on several ranks",
+                   model_files[k]);
+      if (dpmd_model_receptive_field(models[k]) > field) which = model_files[k];
+      field = std::max(field, dpmd_model_receptive_field(models[k]));
+    }
+    // ghosts reach the comm cutoff minus the skin (atoms move up to skin/2 between rebuilds)
+    const double need = field + neighbor->skin;
+    const double have = std::max(comm->cutghostuser, rcut_max + neighbor->skin);
+    if (have < need && comm->mode != Comm::SINGLE)
       error->all(FLERR,
-                 "deepmd: a message-passing model was frozen without the ghost-exchange op and runs on one MPI rank "
-                 "only; freeze it again with this deepmd_md (dpmd freeze) to run it on several ranks");
-    if (!atom->tag_enable)
-      error->all(FLERR, "deepmd: a message-passing model needs atom IDs to find each ghost's owner (atom_modify id yes)");
+                 "deepmd: {} has no ghost-exchange op: on several MPI ranks its ghosts must reach its receptive "
+                 "field ({:.4g} A) plus the skin; add `comm_modify mode single cutoff {:.4g}`",
+                 which, field, need);
+    if (have < need) comm->cutghostuser = need;
+    if (!widened_noted && comm->me == 0)
+      utils::logmesg(lmp,
+                     "deepmd: {} has no ghost-exchange op: on {} MPI ranks every atom within its receptive field "
+                     "({:.4g} A) is a ghost, evaluated and weighted 0; ghost cutoff {} {:.4g} A (receptive field "
+                     "+ skin, comm_modify cutoff)\n",
+                     which, comm->nprocs, field, have < need ? "set to" : "is", std::max(have, need));
+    widened_noted = true;
   }
 
   // ghost atoms must reach as far as the model looks
@@ -290,11 +318,15 @@ void PairDeepMD::compute(int eflag, int vflag)
   in.fparam = fparam.empty() ? nullptr : fparam.data();
   in.aparam = na ? aparam_buf.data() : nullptr;
   in.mapping = nullptr;
-  in.exchange = use_exchange ? &exchange : nullptr;
-  if (message_passing && !use_exchange) {
+  // the core picks what serves each model: this exchange (models with the op), the owners (one
+  // rank), or the widened ghost shell (several ranks, ghosts out to the receptive field)
+  in.exchange = message_passing ? &exchange : nullptr;
+  if (message_passing && !use_exchange && !widened) {
     build_owner(nlocal, nall);
     in.mapping = owner.data();
   }
+  // how far this rank's ghosts surely reach: the comm cutoff less the skin
+  in.ghost_cutoff = std::max(comm->cutghostuser, neighbor->cutneighmax) - neighbor->skin;
 
   std::vector<double> virials(size_t(neval) * 9);
   double energy0 = 0.0;

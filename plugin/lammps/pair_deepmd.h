@@ -42,6 +42,8 @@ class PairDeepMD : public Pair {
   double rcut_max = 0.0, ghost_cut_max = 0.0;
   bool message_passing = false;    // some model passes messages between atoms
   bool use_exchange = false;       // ... and they all exchange ghost features through LAMMPS' comm
+  bool widened = false;            // ... or not, on several ranks: ghosts out to the receptive field
+  bool widened_noted = false;      // the info line about it is printed
   static constexpr int kMaxCommCols = 256;    // widest row one forward/reverse pass moves
   dpmd_exchange exchange{sizeof(dpmd_exchange), this, &PairDeepMD::exchange_forward,
                          &PairDeepMD::exchange_reverse};

@@ -2,7 +2,7 @@
 the pytest process: importing it before Paddle crashes).
 
 Reads lines `IN.npz OUT.npz` on stdin; IN holds `path` (the SavedModel) and the forward_lower
-inputs (extended_coord, extended_atype, nlist, mapping); OUT gets every output of the
+inputs (extended_coord, extended_atype, nlist, mapping[, atom_weight: ones when absent]); OUT gets every output of the
 `forward_lower` signature (or, when IN holds `strings`, the bytes of the `metadata` and
 `model_dp` signatures' strings). Answers `ok` or `error: ...` on stdout, one line per request.
 """
@@ -31,7 +31,10 @@ def run(inp: str, out: str) -> None:
         np.savez(out, **{k: np.frombuffer(sigs[k]()[k].numpy(), np.uint8)
                          for k in ("metadata", "model_dp")})
         return
-    res = sigs[SIGNATURE](**{k: tf.constant(v) for k, v in d.items()})
+    sig = sigs[SIGNATURE]
+    if "atom_weight" in sig.structured_input_signature[1] and "atom_weight" not in d:
+        d["atom_weight"] = np.ones(d["nlist"].shape[:2])  # every local atom counts
+    res = sig(**{k: tf.constant(v) for k, v in d.items()})
     np.savez(out, **{k: v.numpy() for k, v in res.items()})
 
 

@@ -47,6 +47,9 @@ INPUTS = {  # name: (dtype, shape)
     "extended_atype": ("int64", ["nf", "nall"]),
     "nlist": ("int64", ["nf", "nloc", "nnei"]),
     "mapping": ("int64", ["nf", "nall"]),
+    # energy = sum of weight x atom energy (ones: the plain energy); the core's widened ghost
+    # shell passes 0 for the ghosts it evaluates as local atoms (metadata "atom_weight": true)
+    "atom_weight": ("float64", ["nf", "nloc"]),
 }
 OUTPUTS = {
     "atom_energy": ("float64", ["nf", "nloc"]),
@@ -63,13 +66,15 @@ def bucket(n: int) -> int:
 
 
 def metadata(data: dict) -> dict:
-    """The frozen model's metadata: the torch freezer's keys (no exchange op, no blocked path)."""
+    """The frozen model's metadata: the torch freezer's keys (no exchange op, no blocked path), and
+    `atom_weight: true` (forward_lower takes per-atom weights: without an exchange op, the core
+    runs message-passing models across domains with a widened ghost shell instead)."""
     from deepmd_md.backends.common import frozen_metadata
     from deepmd_md.model.model import message_passing_of
 
     mp = message_passing_of(data["config"])
     meta = frozen_metadata(data, FORMAT, VERSION, widths=None, blocked=False, receptive_field=mp)
-    return meta | {"signature": SIGNATURE}
+    return meta | {"signature": SIGNATURE, "atom_weight": True}
 
 
 def lower_fn(data: dict):
@@ -111,7 +116,7 @@ def lower_fn(data: dict):
 
 def _tf_module(data: dict):
     """A tf.Module whose `forward_lower` (INPUTS -> OUTPUTS) pads to BUCKETS, calls the jax2tf
-    function (atom weights 1, padding 0), slices back."""
+    function (the caller's atom weights, padding 0), slices back."""
     import tensorflow as tf
     from jax.experimental import jax2tf
 
@@ -126,13 +131,14 @@ def _tf_module(data: dict):
     specs = [tf.TensorSpec([None, None, 3], tf.float64, "extended_coord"),
              tf.TensorSpec([None, None], tf.int64, "extended_atype"),
              tf.TensorSpec([None, None, None], tf.int64, "nlist"),
-             tf.TensorSpec([None, None], tf.int64, "mapping")]
+             tf.TensorSpec([None, None], tf.int64, "mapping"),
+             tf.TensorSpec([None, None], tf.float64, "atom_weight")]
 
     def up(n):
         return tf.gather(buckets, tf.searchsorted(buckets, tf.reshape(n, [1])))[0]
 
     @tf.function(input_signature=specs, autograph=False)
-    def forward_lower(extended_coord, extended_atype, nlist, mapping):
+    def forward_lower(extended_coord, extended_atype, nlist, mapping, atom_weight):
         nf = tf.shape(nlist, tf.int64)[0]
         nloc = tf.shape(nlist, tf.int64)[1]
         nall = tf.shape(extended_atype, tf.int64)[1]
@@ -156,7 +162,7 @@ def _tf_module(data: dict):
         mp = tf.where(tf.logical_and(own >= nloc, own < nloc_b), own, mp)  # padded locals
         nl = tf.where(nlist >= nloc, nlist + dl, nlist)  # ghosts moved up by dl
         nl = tf.pad(nl, [[0, 0], [0, dl], [0, nnei_b - nnei]], constant_values=-1)
-        w = tf.ones([nf, nloc_b], tf.float64)  # padded atoms are masked inside
+        w = tf.pad(atom_weight, [[0, 0], [0, dl]])  # padded atoms weigh 0 (and are masked inside)
         ae, e, f, v, av = conv(coord, atype, nl, mp, w)
 
         def unpad(x):

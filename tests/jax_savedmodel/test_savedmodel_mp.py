@@ -1,0 +1,214 @@
+"""Message-passing JAX .savedmodel (DPA-2, DPA-3) on several LAMMPS ranks (issue 14). A SavedModel
+holds no ghost-exchange op, so on several ranks the core takes the widened ghost shell: ghosts out
+to the receptive field (pair_style deepmd raises LAMMPS' ghost cutoff itself), every atom
+evaluated, only local atoms' energies counted (the `atom_weight` input). Checked: the same
+potential energy over 10 MD steps as the .pth of the same model on 1 rank (<= 1e-8 eV) and
+DeepPot's forces (<= 1e-10) on 1, 2 and 4 ranks (`processors 4 1 1`: slabs thinner than the
+shell); a file without atom_weight on 2 ranks is one ERROR line naming "freeze it again"; comm
+cutoffs LAMMPS will not raise for us are one ERROR line naming `comm_modify ... cutoff X`; at the
+C level, ghosts short of the receptive field are one error naming dpmd_input.ghost_cutoff, and
+ghosts deep enough give the NumPy reference's numbers with an engine exchange handle passed."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import ORTHO_BOX, make_model, random_frames, tiny_descriptors
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lammps"))
+from lammps_helpers import (  # noqa: E402
+    BIN,
+    WATER_LMP,
+    lmp_box,
+    plugin_dir_or_reason,
+    run_driver,
+    run_lmp,
+    water_types,
+)
+
+if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("jax") is None:
+    pytest.skip("a .savedmodel needs jax and tensorflow (pip install 'deepmd-md[jax,tensorflow]')",
+                allow_module_level=True)
+STEPS = 10
+PE_TOL = 1e-8  # eV, potential energy against the .pth over the run
+TOL = 1e-10  # eV/A, forces against DeepPot on the last frame
+NAMES = ("dpa2:small", "dpa3:default")
+
+
+@pytest.fixture(scope="module")
+def lmp_env():
+    d, why = plugin_dir_or_reason()
+    if d is None:
+        pytest.skip(why)
+    if shutil.which("lmp", path=str(BIN)) is None:
+        pytest.skip("no `lmp` next to the running Python")
+    if not (Path(d) / "libdpmd_backend_tensorflow.so").is_file() and \
+            not os.environ.get("DPMD_MD_BACKEND_DIR"):
+        pytest.skip("libdpmd_backend_tensorflow.so is not built")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("LD_LIBRARY_PATH", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory):
+    """name -> (ModelData, .pth, .savedmodel); both SavedModels from one export process."""
+    pytest.importorskip("torch")
+    from deepmd_md.backends.torch.freeze import freeze_pth
+    from deepmd_md.serialize import save_dp
+
+    root = tmp_path_factory.mktemp("mp")
+    out, argv = {}, []
+    for name in NAMES:
+        data = make_model(desc=tiny_descriptors()[name])
+        stem = root / name.replace(":", "_")
+        freeze_pth(data, str(stem.with_suffix(".pth")))
+        save_dp(data, str(stem.with_suffix(".dp")))
+        argv += [str(stem.with_suffix(".dp")), str(stem.with_suffix(".savedmodel"))]
+        out[name] = (data, stem.with_suffix(".pth"), stem.with_suffix(".savedmodel"))
+    r = subprocess.run([sys.executable, "-m", "deepmd_md.backends.jax.savedmodel", *argv],
+                       capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def lines(model, extra=()):
+    """test_lammps_mp's water box (stretched by 1.15: the tiny models' sel fit it), NVE."""
+    return [*extra, "units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
+            f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
+            "change_box all x scale 1.15 y scale 1.15 z scale 1.15 remap",
+            "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes",
+            f"pair_style deepmd {model}", "pair_coeff * * O H",
+            "compute dpvir all pressure NULL virial",
+            "velocity all create 330.0 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
+
+
+def md(model, tmp, env, np_, extra=()):
+    spec = {"commands": lines(model, extra), "steps": STEPS}
+    return run_driver(spec, tmp, env, np_=np_, timeout=600)
+
+
+def errors(p) -> list[str]:
+    return [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ERROR")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ranks_same_md_as_pth(name, frozen, lmp_env, tmp_path):
+    """DPA-2 on 2 ranks and 4 thin slabs, DPA-3 on 1 rank (owners by atom ID) and 2 (widened
+    ghost shell): the .pth's energies over the run, DeepPot's forces on the last frame."""
+    from deepmd_md.infer.deep_pot import DeepPot
+
+    _, pth, sm = frozen[name]
+    ref = md(pth, tmp_path / "pth", lmp_env, 1)
+    pe_ref = np.array(ref["pe_steps"])
+    assert len(pe_ref) == STEPS + 1 and np.ptp(pe_ref) > 1e-6  # the atoms move
+    # (DPA-2 on one rank = its .pth: test_savedmodel_lammps.py)
+    runs = {2: [], 4: ["processors 4 1 1"]} if name == "dpa2:small" else {1: [], 2: []}
+    for n, extra in runs.items():
+        res = md(sm, tmp_path / f"sm{n}", lmp_env, n, extra)
+        dpe = np.abs(np.array(res["pe_steps"]) - pe_ref).max()
+        assert dpe <= PE_TOL, f"{n} ranks: potential energy {dpe:.2e} eV from the .pth's"
+        e, f, _ = DeepPot(str(pth)).eval(np.array(res["x"]).reshape(1, -1),
+                                         lmp_box(res).reshape(1, 9), water_types())
+        assert abs(res["pe"] - e[0, 0]) <= TOL * max(1.0, abs(e[0, 0])), n
+        np.testing.assert_allclose(res["f"], f.reshape(-1, 3), rtol=0, atol=TOL, err_msg=str(n))
+    assert np.abs(ref["f"]).max() > 1e-3  # the model interacts
+
+
+def without_atom_weight(src: Path, dst: Path) -> Path:
+    """A copy whose metadata says `"atom_weight": null`, as a file frozen before the input
+    (same length: saved_model.pb's string constant stays a valid protobuf)."""
+    shutil.copytree(src, dst)
+    for f in (dst / "saved_model.pb", dst / "assets" / "metadata.json"):
+        b = f.read_bytes()
+        assert b.count(b'"atom_weight": true') >= 1, f  # the metadata signature and asset
+        f.write_bytes(b.replace(b'"atom_weight": true', b'"atom_weight": null'))
+    return dst
+
+
+def test_without_atom_weight_refused_on_two_ranks(frozen, lmp_env, tmp_path):
+    _, _, sm = frozen["dpa2:small"]
+    old = without_atom_weight(sm, tmp_path / "old.savedmodel")
+    p = run_lmp("\n".join([*lines(old), "run 0"]) + "\n", tmp_path, lmp_env, np_=2, timeout=300)
+    err = errors(p)
+    assert p.returncode != 0 and len(err) == 1, (p.stdout + p.stderr)[-2000:]
+    assert "freeze it again" in err[0] and "old.savedmodel" in err[0], err[0]
+
+
+def test_comm_cutoff_lammps_will_not_raise(frozen, lmp_env, tmp_path):
+    """`comm_modify mode multi`: the plugin cannot raise a single ghost cutoff; one ERROR line
+    naming the command and the cutoff (receptive field + skin)."""
+    _, _, sm = frozen["dpa2:small"]
+    p = run_lmp("\n".join([*lines(sm, ["comm_modify mode multi"]), "run 0"]) + "\n", tmp_path,
+                lmp_env, np_=2, timeout=300)
+    err = errors(p)
+    assert p.returncode != 0 and len(err) == 1, (p.stdout + p.stderr)[-2000:]
+    assert "comm_modify mode single cutoff 10.5" in err[0], err[0]  # 9.5 A + 1 A skin
+
+
+def test_core_widened_shell_and_short_ghosts(frozen):
+    """C level (no engine): DPA-2 .savedmodel, ghosts to the receptive field, an exchange handle
+    the model cannot use (its callbacks fail if called) and no mapping: the NumPy reference's
+    energy, folded forces, virial and atom energies; ghosts 1 A short: one error naming
+    dpmd_input.ghost_cutoff and the field."""
+    from capi import DP, IP, Exchange, Input, Output, load_core
+    from capi import EXCHANGE_FN as XFN
+
+    from deepmd_md.backends.numpy import reference
+    from deepmd_md.data.neighbor import extend_coord
+
+    lib = load_core()
+    if lib is None:
+        pytest.skip("libdpmd_core.so is not built")
+    data, _, sm = frozen["dpa2:small"]
+    model = lib.dpmd_model_load(str(sm).encode())
+    assert model, lib.dpmd_last_error().decode()
+    called = []
+
+    def refuse(ctx, rows, ncol):
+        called.append(ncol)
+        return 1
+
+    fn = XFN(refuse)
+    ex = Exchange(ctypes.sizeof(Exchange), None, fn, fn)
+    try:
+        field = lib.dpmd_model_receptive_field(model)
+        assert field == pytest.approx(9.5)
+        coord, atype, box = random_frames(10, ORTHO_BOX, seed=8)
+        ext, eatype, mapping, _ = extend_coord(coord, atype, box, field + 0.5)
+        nall = ext.shape[1]
+        x = np.ascontiguousarray(ext[0], dtype=np.float64)
+        t = np.ascontiguousarray(eatype[0], dtype=np.int32)
+        force, ae = np.zeros((nall, 3)), np.zeros(10)
+
+        def call(reach):
+            inp = Input(nloc=10, nghost=nall - 10, coord=x.ctypes.data_as(DP),
+                        atype=t.ctypes.data_as(IP), exchange=ctypes.pointer(ex),
+                        ghost_cutoff=reach)
+            out = Output(force=force.ctypes.data_as(DP), atom_energy=ae.ctypes.data_as(DP))
+            rc = lib.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out))
+            return rc, out, lib.dpmd_last_error().decode()
+
+        rc, _, err = call(field - 1.0)
+        assert rc != 0 and "dpmd_input.ghost_cutoff is 8.5 A" in err and "(9.5 A" in err, err
+        rc, out, err = call(field + 0.5)
+        assert rc == 0, err
+        assert not called
+        ref = reference.evaluate(data, coord, atype, box[None] if box.ndim == 1 else box)
+        folded = np.zeros((10, 3))
+        np.add.at(folded, mapping[0], force)
+        assert abs(out.energy - ref["energy"][0]) < TOL
+        assert np.abs(folded - ref["force"][0]).max() < TOL
+        assert np.abs(ae - ref["atom_energy"][0]).max() < TOL
+        assert np.abs(np.array(out.virial[:]) - ref["virial"][0]).max() < TOL
+        assert np.abs(force[10:]).max() > 1e-4  # ghosts carry force (folded onto owners)
+    finally:
+        lib.dpmd_model_free(model)
