@@ -30,7 +30,10 @@ import base64
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
+from pathlib import Path
 
 import torch
 
@@ -250,6 +253,21 @@ def read_pt2_model_data(path: str) -> dict:
         return load_dp(dp)
 
 
+def drop_extracted() -> None:
+    """Remove the folders AOTInductor's loader unpacked its packages into (/tmp/aotinductor_*).
+
+    The loader deletes its folder only in its destructor, so every process that ends without
+    it (an error exit, a killed run) leaves ~2.5 MB behind. Once loaded, the compiled code is
+    mapped and the constants are in memory: the files are not read again, so they go now.
+    Only folders of code this process has mapped are touched."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux: the loader's destructor cleans up as before
+        return
+    for d in set(re.findall(r"(/\S*/aotinductor_\w+)/", maps)):
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def load_pt2(path: str):
     """(callable package, model config, metadata) of a `.pt2` written by freeze_pt2."""
     from deepmd_md.backends.torch.ops import load_ops
@@ -258,6 +276,7 @@ def load_pt2(path: str):
     # the C++ loader itself: torch._inductor's Python wrapper (aoti_load_package) costs ~90 MB of
     # imports per process, more than half of what LAMMPS needs for a whole se_e2_a run
     loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+    drop_extracted()
     meta = loader.get_metadata()
 
     def pkg(*inputs):  # flat tensors in, flat outputs (our packages take and return tuples)
