@@ -67,10 +67,9 @@ def _is_dual(x) -> bool:
 
 
 def _side(tree, side: str):
-    from deepmd_md.backends.paddle.trace import _unwrap
-    from deepmd_md.tree import tree_map
+    from deepmd_md.backends.paddle.trace import unwrap
 
-    return tree_map(lambda v: _unwrap(v, side), tree)
+    return unwrap(tree, side)
 
 
 def _call(name: str, reference, *args):
