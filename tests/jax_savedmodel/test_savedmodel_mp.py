@@ -3,8 +3,8 @@ holds no ghost-exchange op, so on several ranks the core takes the widened ghost
 to the receptive field (pair_style deepmd raises LAMMPS' ghost cutoff itself), every atom
 evaluated, only local atoms' energies counted (the `atom_weight` input). Checked: the same
 potential energy over 10 MD steps as the .pth of the same model on 1 rank (<= 1e-8 eV) and
-DeepPot's forces (<= 1e-10) on 1, 2 and 4 ranks (`processors 4 1 1`: slabs thinner than the
-shell); a file without atom_weight on 2 ranks is one ERROR line naming "freeze it again"; comm
+DeepPot's forces (<= 1e-10): DPA-2 on 4 ranks (`processors 4 1 1`: slabs thinner than the
+shell), DPA-3 on 2; a file without atom_weight on 2 ranks is one ERROR line naming "freeze it again"; comm
 cutoffs LAMMPS will not raise for us are one ERROR line naming `comm_modify ... cutoff X`; at the
 C level, ghosts short of the receptive field are one error naming dpmd_input.ghost_cutoff, and
 ghosts deep enough give the NumPy reference's numbers with an engine exchange handle passed."""
@@ -41,6 +41,7 @@ STEPS = 10
 PE_TOL = 1e-8  # eV, potential energy against the .pth over the run
 TOL = 1e-10  # eV/A, forces against DeepPot on the last frame
 NAMES = ("dpa2:small", "dpa3:default")
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -102,16 +103,17 @@ def errors(p) -> list[str]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ranks_same_md_as_pth(name, frozen, lmp_env, tmp_path):
-    """DPA-2 on 2 ranks and 4 thin slabs, DPA-3 on 1 rank (owners by atom ID) and 2 (widened
-    ghost shell): the .pth's energies over the run, DeepPot's forces on the last frame."""
+    """The widened ghost shell: DPA-2 on 4 slabs thinner than the shell (ghosts over several
+    swaps), DPA-3 on 2 ranks: the .pth's energies over the run, DeepPot's forces on the last
+    frame."""
     from deepmd_md.infer.deep_pot import DeepPot
 
     _, pth, sm = frozen[name]
     ref = md(pth, tmp_path / "pth", lmp_env, 1)
     pe_ref = np.array(ref["pe_steps"])
     assert len(pe_ref) == STEPS + 1 and np.ptp(pe_ref) > 1e-6  # the atoms move
-    # (DPA-2 on one rank = its .pth: test_savedmodel_lammps.py)
-    runs = {2: [], 4: ["processors 4 1 1"]} if name == "dpa2:small" else {1: [], 2: []}
+    # (one rank, owners by atom ID: test_savedmodel_lammps.py; here the shell, within ~2 min)
+    runs = {4: ["processors 4 1 1"]} if name == "dpa2:small" else {2: []}
     for n, extra in runs.items():
         res = md(sm, tmp_path / f"sm{n}", lmp_env, n, extra)
         dpe = np.abs(np.array(res["pe_steps"]) - pe_ref).max()
@@ -147,29 +149,27 @@ def test_comm_cutoff_lammps_will_not_raise(frozen, lmp_env, tmp_path):
     """`comm_modify mode multi`: the plugin cannot raise a single ghost cutoff; one ERROR line
     naming the command and the cutoff (receptive field + skin)."""
     _, _, sm = frozen["dpa2:small"]
-    p = run_lmp("\n".join([*lines(sm, ["comm_modify mode multi"]), "run 0"]) + "\n", tmp_path,
-                lmp_env, np_=2, timeout=300)
+    inp = [ln.replace("neighbor 1.0 bin", "neighbor 1.0 multi") for ln in lines(sm)]
+    p = run_lmp("\n".join([*inp, "comm_modify mode multi", "run 0"]) + "\n", tmp_path, lmp_env,
+                np_=2, timeout=300)
     err = errors(p)
     assert p.returncode != 0 and len(err) == 1, (p.stdout + p.stderr)[-2000:]
     assert "comm_modify mode single cutoff 10.5" in err[0], err[0]  # 9.5 A + 1 A skin
 
 
-def test_core_widened_shell_and_short_ghosts(frozen):
-    """C level (no engine): DPA-2 .savedmodel, ghosts to the receptive field, an exchange handle
-    the model cannot use (its callbacks fail if called) and no mapping: the NumPy reference's
-    energy, folded forces, virial and atom energies; ghosts 1 A short: one error naming
-    dpmd_input.ghost_cutoff and the field."""
+def core_shell(path: str, out: str) -> None:
+    """Child process (TensorFlow, which the core loads, never enters pytest's): dpmd_compute on
+    10 atoms and their images out to the receptive field, with ghosts 1 A short and deep enough,
+    an exchange handle whose callbacks fail if called, no mapping. Writes what came back."""
+    import json
+
     from capi import DP, IP, Exchange, Input, Output, load_core
     from capi import EXCHANGE_FN as XFN
 
-    from deepmd_md.backends.numpy import reference
     from deepmd_md.data.neighbor import extend_coord
 
     lib = load_core()
-    if lib is None:
-        pytest.skip("libdpmd_core.so is not built")
-    data, _, sm = frozen["dpa2:small"]
-    model = lib.dpmd_model_load(str(sm).encode())
+    model = lib.dpmd_model_load(path.encode())
     assert model, lib.dpmd_last_error().decode()
     called = []
 
@@ -179,36 +179,61 @@ def test_core_widened_shell_and_short_ghosts(frozen):
 
     fn = XFN(refuse)
     ex = Exchange(ctypes.sizeof(Exchange), None, fn, fn)
-    try:
-        field = lib.dpmd_model_receptive_field(model)
-        assert field == pytest.approx(9.5)
-        coord, atype, box = random_frames(10, ORTHO_BOX, seed=8)
-        ext, eatype, mapping, _ = extend_coord(coord, atype, box, field + 0.5)
-        nall = ext.shape[1]
-        x = np.ascontiguousarray(ext[0], dtype=np.float64)
-        t = np.ascontiguousarray(eatype[0], dtype=np.int32)
+    field = lib.dpmd_model_receptive_field(model)
+    coord, atype, box = random_frames(10, ORTHO_BOX, seed=8)
+    ext, eatype, mapping, _ = extend_coord(coord, atype, box, field + 0.5)
+    nall = ext.shape[1]
+    x = np.ascontiguousarray(ext[0], dtype=np.float64)
+    t = np.ascontiguousarray(eatype[0], dtype=np.int32)
+    res = {"field": field, "nall": nall}
+    for key, reach in (("short", field - 1.0), ("deep", field + 0.5)):
         force, ae = np.zeros((nall, 3)), np.zeros(10)
-
-        def call(reach):
-            inp = Input(nloc=10, nghost=nall - 10, coord=x.ctypes.data_as(DP),
-                        atype=t.ctypes.data_as(IP), exchange=ctypes.pointer(ex),
-                        ghost_cutoff=reach)
-            out = Output(force=force.ctypes.data_as(DP), atom_energy=ae.ctypes.data_as(DP))
-            rc = lib.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(out))
-            return rc, out, lib.dpmd_last_error().decode()
-
-        rc, _, err = call(field - 1.0)
-        assert rc != 0 and "dpmd_input.ghost_cutoff is 8.5 A" in err and "(9.5 A" in err, err
-        rc, out, err = call(field + 0.5)
-        assert rc == 0, err
-        assert not called
-        ref = reference.evaluate(data, coord, atype, box[None] if box.ndim == 1 else box)
+        inp = Input(nloc=10, nghost=nall - 10, coord=x.ctypes.data_as(DP),
+                    atype=t.ctypes.data_as(IP), exchange=ctypes.pointer(ex), ghost_cutoff=reach)
+        o = Output(force=force.ctypes.data_as(DP), atom_energy=ae.ctypes.data_as(DP))
+        rc = lib.dpmd_compute(model, ctypes.byref(inp), ctypes.byref(o))
         folded = np.zeros((10, 3))
         np.add.at(folded, mapping[0], force)
-        assert abs(out.energy - ref["energy"][0]) < TOL
-        assert np.abs(folded - ref["force"][0]).max() < TOL
-        assert np.abs(ae - ref["atom_energy"][0]).max() < TOL
-        assert np.abs(np.array(out.virial[:]) - ref["virial"][0]).max() < TOL
-        assert np.abs(force[10:]).max() > 1e-4  # ghosts carry force (folded onto owners)
-    finally:
-        lib.dpmd_model_free(model)
+        res[key] = {"rc": rc, "error": lib.dpmd_last_error().decode(), "energy": o.energy,
+                    "force": folded.tolist(), "atom_energy": ae.tolist(),
+                    "virial": list(o.virial), "ghost_force": float(np.abs(force[10:]).max())}
+    res["called"] = called
+    lib.dpmd_model_free(model)
+    with open(out, "w") as f:
+        json.dump(res, f)
+
+
+def test_core_widened_shell_and_short_ghosts(frozen, tmp_path):
+    """C level (no engine), DPA-2 .savedmodel: ghosts 1 A short of the receptive field are one
+    error naming dpmd_input.ghost_cutoff and the field; ghosts deep enough, with an exchange
+    handle the model cannot use and no mapping, give the NumPy reference's energy, folded forces,
+    virial and atom energies, and never call the exchange."""
+    import json
+
+    from capi import load_core
+
+    from deepmd_md.backends.numpy import reference
+
+    if load_core() is None:
+        pytest.skip("libdpmd_core.so is not built")
+    data, _, sm = frozen["dpa2:small"]
+    out = tmp_path / "core.json"
+    code = f"import sys; sys.path[:0] = {[str(HERE.parent), str(HERE)]!r}; " \
+           f"import test_savedmodel_mp as t; t.core_shell({str(sm)!r}, {str(out)!r})"
+    env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["field"] == pytest.approx(9.5) and res["nall"] > 300
+    short, deep = res["short"], res["deep"]
+    assert short["rc"] != 0, short
+    assert "dpmd_input.ghost_cutoff is 8.5 A" in short["error"] and "(9.5 A" in short["error"]
+    assert deep["rc"] == 0, deep["error"]
+    assert not res["called"]
+    coord, atype, box = random_frames(10, ORTHO_BOX, seed=8)
+    ref = reference.evaluate(data, coord, atype, box[None] if box.ndim == 1 else box)
+    assert abs(deep["energy"] - ref["energy"][0]) < TOL
+    assert np.abs(np.array(deep["force"]) - ref["force"][0]).max() < TOL
+    assert np.abs(np.array(deep["atom_energy"]) - ref["atom_energy"][0]).max() < TOL
+    assert np.abs(np.array(deep["virial"]) - ref["virial"][0]).max() < TOL
+    assert deep["ghost_force"] > 1e-4  # ghosts carry force (folded onto owners)

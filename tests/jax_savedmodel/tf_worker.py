@@ -2,9 +2,10 @@
 the pytest process: importing it before Paddle crashes).
 
 Reads lines `IN.npz OUT.npz` on stdin; IN holds `path` (the SavedModel) and the forward_lower
-inputs (extended_coord, extended_atype, nlist, mapping[, atom_weight: ones when absent]); OUT gets every output of the
-`forward_lower` signature (or, when IN holds `strings`, the bytes of the `metadata` and
-`model_dp` signatures' strings). Answers `ok` or `error: ...` on stdout, one line per request.
+inputs (extended_coord, extended_atype, nlist, mapping[, atom_weight: ones when absent]); OUT
+gets every output of the `forward_lower` signature (or, when IN holds `strings`, the bytes of
+the `metadata` and `model_dp` signatures' strings). Answers `ok` or `error: ...` on stdout,
+one line per request.
 """
 
 from __future__ import annotations
