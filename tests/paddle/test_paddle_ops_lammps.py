@@ -39,26 +39,28 @@ PE_TOL, F_TOL = 1e-8, 1e-10
 RMIN = 0.892451513761333  # examples/water/data/data_0 (dpmd neighbor-stat)
 
 
-def ops_env() -> dict:
-    """LAMMPS' environment: the installed core when the operators are installed beside it,
-    else the standalone build preloaded in its place."""
-    from deepmd_md.lmp import native_lib
-
+def base_env() -> dict:
+    """LAMMPS' environment with the installed core (what runs the .pth)."""
     d, why = plugin_dir_or_reason()
     if d is None:
         pytest.skip(why)
     env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("LD_LIBRARY_PATH", None)
+    return env
+
+
+def ops_env() -> dict:
+    """LAMMPS' environment for the .json: the installed core when the operators are installed
+    beside it, else the standalone build preloaded in its place."""
+    from deepmd_md.lmp import native_lib
+
+    env = base_env()
     if native_lib("libdpmd_paddle_ops.so") is not None:
         return env
     need = ("libdpmd_core.so", "libdpmd_backend_paddle.so", "libdpmd_paddle_ops.so")
     if not all((PRIVATE_CORE / n).is_file() for n in need):
         pytest.skip("the Paddle operators are not built (docs/backend_paddle.md: standalone build)")
-    for name in ("libdpmd_backend_torch.so", "libdpmd_torch_ops.so"):  # .pth from that core
-        lib, link = native_lib(name), PRIVATE_CORE / name
-        if lib is not None and not link.exists():
-            link.symlink_to(lib)
     env["LD_PRELOAD"] = str(PRIVATE_CORE / "libdpmd_core.so")
     return env
 
@@ -98,7 +100,7 @@ def test_message_passing_json_on_1_2_4_ranks(name, tmp_path):
     freeze_paddle(data, str(js))
     assert "exchange" in read_metadata(str(js))
     spec = {"commands": md_lines(pth), "steps": 10}
-    ref = run_driver(spec, tmp_path / "pth1", env, timeout=300)
+    ref = run_driver(spec, tmp_path / "pth1", base_env(), timeout=300)
     pe_ref = np.array(ref["pe_steps"])
     assert len(pe_ref) == 11 and np.ptp(pe_ref) > 1e-6  # the atoms move
     for n, extra in RANKS.items():
