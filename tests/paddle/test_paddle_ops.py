@@ -5,8 +5,8 @@
   by mapping, in fp64 and fp32;
 - dpmd_tabulate[_fusion] and their grad ops = PyTorch's dpmd::tabulate* (the same kernel);
 - frozen .json: a message-passing program holds the exchange (metadata exchange.widths, inputs
-  comm and atom_weight, atom_weight weighs the energy); a compressed se_e2_a .json calls the
-  fused kernel and equals the compressed .pth (1e-10).
+  comm and atom_weight, atom_weight weighs the energy); compressed se_e2_a and DPA-2 .json
+  call the kernels and equal the compressed .pth (1e-10).
 """
 
 from __future__ import annotations
@@ -200,41 +200,54 @@ def test_frozen_program_holds_exchange(tmp_path):
     assert abs(e[0] - full["atom_energy"][0, :2].sum()) <= 1e-12
 
 
-@pytest.fixture(scope="module")
-def compressed(tmp_path_factory):
-    """(compressed se_e2_a ModelData, .pth, .json) of the LAMMPS water box's size."""
+def _compressed_files(data, root):
+    """(.pth, .json) of compress(data) in root."""
     from deepmd_md.compress import compress
     from deepmd_md.formats import write_model
-    from deepmd_md.model.model import init_model
 
-    root = tmp_path_factory.mktemp("paddle_compressed")
-    cfg = model_config(rcut=6.0, rcut_smth=0.5, sel=[46, 92], neuron=(8, 16), fitting=(16, 16))
-    data = compress(random_stats(init_model(cfg, 3), 3), RMIN)
-    out = [data]
+    comp = compress(data, RMIN)
+    out = []
     for suffix in (".pth", ".json"):
-        write_model(data, root / f"comp{suffix}")
+        write_model(comp, root / f"comp{suffix}")
         out.append(root / f"comp{suffix}")
     return out
 
 
-def test_compressed_json_calls_fused_kernel_and_equals_pth(compressed):
-    """The compressed .json program calls dpmd_tabulate_fusion (no array-API table), and gives
-    the compressed .pth's atom energies and forces (1e-10) on a raw neighbor list."""
-    torch = pytest.importorskip("torch")
-    from deepmd_md.backends.paddle.freeze import Predictor
+def _pth_lower(pth, coord, atype, nlist, mapping) -> dict:
+    import torch
+
     from deepmd_md.backends.torch.ops import load_ops as load_torch_ops
 
-    _, pth, js = compressed
-    text = js.read_text()
-    assert ".dpmd_tabulate_fusion\"" in text and ".dpmd_tabulate_fusion_grad\"" in text
-    coord, atype, nlist, mapping = _frame(nall=40, nloc=12, seed=2)
-    coord = coord * 2.0  # neighbors from 0.9 A out past rcut
-    out = Predictor(str(js)).lower(coord, atype, nlist, mapping)
     load_torch_ops()
     ref = torch.jit.load(str(pth)).forward_lower(
         *(torch.tensor(a) for a in (coord, atype, nlist, mapping)))
-    ref = {k: v.detach().numpy() for k, v in ref.items()}
+    return {k: v.detach().numpy() for k, v in ref.items()}
+
+
+@pytest.mark.parametrize("name", ["se_e2_a", "dpa2:switched"])
+def test_compressed_json_calls_kernels_and_equals_pth(name, tmp_path):
+    """A compressed .json calls the C++ kernel, not the array-API table: se_e2_a
+    dpmd_tabulate_fusion, DPA-2 (tabulated repinit, strip mode) dpmd_tabulate beside the
+    exchange; atom energies, forces and virial = the compressed .pth's (1e-10) on a raw list."""
+    pytest.importorskip("torch")
+    from deepmd_md.backends.paddle.freeze import Predictor
+    from deepmd_md.model.model import init_model
+
+    if name == "se_e2_a":
+        cfg = model_config(rcut=6.0, rcut_smth=0.5, sel=[46, 92], neuron=(8, 16),
+                           fitting=(16, 16))
+        data, ops = random_stats(init_model(cfg, 3), 3), ("dpmd_tabulate_fusion",)
+    else:
+        data, ops = make_model(desc=tiny_descriptors()[name]), ("dpmd_tabulate",
+                                                              "dpmd_ghost_exchange")
+    pth, js = _compressed_files(data, tmp_path)
+    text = js.read_text()
+    for op in ops:
+        assert f'.{op}"' in text and f'.{op}_grad"' in text, op
+    coord, atype, nlist, mapping = _frame(nall=40, nloc=12, seed=2)
+    coord = coord * 2.0  # neighbors from ~0.9 A out past rcut
+    out = Predictor(str(js)).lower(coord, atype, nlist, mapping)
+    ref = _pth_lower(pth, coord, atype, nlist, mapping)
     assert np.abs(ref["extended_force"]).max() > 1e-3
     for k in ("atom_energy", "extended_force", "virial"):
         np.testing.assert_allclose(out[k], ref[k], rtol=0, atol=1e-10, err_msg=k)
-
