@@ -1,7 +1,13 @@
 #!/usr/bin/env python
 """LAMMPS speed of compressed models (run by hand, not in CI): `dpmd compress` beside the
-uncompressed model in the same run, and DeePMD-kit 3.2's compressed PyTorch model beside them
-when its venv is given.
+uncompressed model in the same run, in each format asked for, and DeePMD-kit 3.2's compressed
+PyTorch and TensorFlow models beside them when its venv is given.
+
+Formats: .pth and .pt2 call the PyTorch ops (dpmd::tabulate*), .pb the TensorFlow ops
+(DpmdTabulate*, libdpmd_tf_ops.so): the same C++ kernel. .savedmodel (JAX through jax2tf) and
+.json (Paddle) are accepted too, but their compressed models run the array-API reference of the
+tables (equal values, no compiled kernel). Each file is written in its own Python process
+(TensorFlow then Paddle in one process crashes).
 
 Water se_e2_a of the example's size (examples/water/se_e2_a/input.json), fp64, random weights
 with the environment statistics of the shipped water data (timing does not depend on the
@@ -9,8 +15,9 @@ weights; the table range does on the statistics); the 192-atom box replicated; m
 per step per atom from LAMMPS' "Loop time" after a warm-up (benchmarks/lammps_speed.py's runner).
 
   python benchmarks/compress_speed.py                           # 1,536 atoms, 2 ranks x 1 thread
-  python benchmarks/compress_speed.py --sizes 1536 12288 --formats .pth .pt2
+  python benchmarks/compress_speed.py --sizes 1536 12288 --formats .pth .pt2 .pb
   python benchmarks/compress_speed.py --dp-venv /tmp/dp         # + DeePMD-kit (trains it 10 steps)
+  python benchmarks/compress_speed.py --dp-venv /tmp/dp --dp-backends pt tf --formats .pth .pt2 .pb
   python benchmarks/compress_speed.py --work /tmp/cb ...        # keep the models for the next run
 """
 
@@ -74,7 +81,8 @@ def water_model() -> dict:
 
 def dp_models(venv: Path, work: Path, backend: str) -> tuple[Path, Path]:
     """DeePMD-kit 3.2 (backend "pt" or "tf"): the example's input trained 10 steps, frozen,
-    compressed with its defaults (`dp --pt compress -t input.json`), in work/dp_<backend>."""
+    compressed with its defaults (`dp --<backend> compress -t input.json`), in work/dp_<backend>
+    (the TensorFlow backend needs tensorflow in that venv)."""
     work = work / f"dp_{backend}"
     suffix = ".pth" if backend == "pt" else ".pb"
     plain, compressed = work / f"dp{suffix}", work / f"dp_compressed{suffix}"
@@ -95,12 +103,22 @@ def dp_models(venv: Path, work: Path, backend: str) -> tuple[Path, Path]:
     return plain, compressed
 
 
+def write_apart(src: Path, dst: Path) -> None:
+    """`write_model(read_model(src), dst)` in a fresh Python (one framework per process)."""
+    code = ("import sys; from deepmd_md.formats import read_model, write_model; "
+            "write_model(read_model(sys.argv[1]), sys.argv[2])")
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    subprocess.run([sys.executable, "-c", code, str(src), str(dst)], check=True, env=env)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1536])
     ap.add_argument("--layouts", nargs="+", default=["2x1"], help="RANKSxTHREADS")
-    ap.add_argument("--formats", nargs="+", default=[".pth"], help=".pth and/or .pt2")
+    ap.add_argument("--formats", nargs="+", default=[".pth"],
+                    help="our formats to run: .pth, .pt2, .pb (and .savedmodel, .json: "
+                    "reference tables, no compiled kernel)")
     ap.add_argument("--steps", type=float, default=1.5e5, help="atom-steps per measured run")
     ap.add_argument("--step", type=float, default=0.01, help="dpmd compress --step")
     ap.add_argument("--dp-venv", help="DeePMD-kit venv (its dp and lmp) to run beside")
@@ -111,6 +129,9 @@ def main():
                     "'deepmd-kit plain': its memory at 12,288 atoms)")
     ap.add_argument("--work", help="folder for the models (kept: a second run reuses them, "
                     "the .pt2 compilations and DeePMD-kit's training included)")
+    ap.add_argument("--extra", nargs="*", default=[], metavar="LABEL=PATH",
+                    help="more model files to run with our lmp, e.g. a compressed .pb frozen "
+                    "without the TensorFlow ops (its tables run as reference graph ops)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
@@ -124,12 +145,17 @@ def main():
     rmin, _ = neighbor_stat([str(p) for p in WATER], 6.0, ["O", "H"])
     comp = compress(data, rmin, step=args.step)
     models = []
+    for name, d in (("plain", data), ("compressed", comp)):
+        write_model(d, str(work / f"{name}.dp"))  # what every format is written from
     for fmt in args.formats:
-        for name, d in (("plain", data), ("compressed", comp)):
+        for name in ("plain", "compressed"):
             path = work / f"{name}{fmt}"
             if not path.exists():
-                write_model(d, str(path))
+                write_apart(work / f"{name}.dp", path)
             models.append((f"deepmd_md {name} {fmt}", str(BIN / "lmp"), str(path), {}))
+    for spec in args.extra:
+        label, _, path = spec.partition("=")
+        models.append((f"deepmd_md {label}", str(BIN / "lmp"), str(Path(path).resolve()), {}))
     if args.dp_venv:
         venv = Path(args.dp_venv)
         dp_env = {"LD_PRELOAD": str(next(venv.glob(
@@ -175,6 +201,17 @@ def main():
             if dp_best and not name.startswith("deepmd-kit"):
                 line += f"; {t / min(dp_best):.2f} x DeePMD-kit's best compressed time"
             print(line)
+    for n in args.sizes:
+        for lay in args.layouts:
+            ours = {m: v for (m, a, la), v in by.items()
+                    if m.startswith("deepmd_md compressed") and a == n and la == lay}
+            theirs = {m: v for (m, a, la), v in by.items()
+                      if m.startswith("deepmd-kit compressed") and a == n and la == lay}
+            if ours and theirs:
+                mo, mt = min(ours, key=ours.get), min(theirs, key=theirs.get)
+                print(f"{n} atoms ({lay}): our best compressed ({mo[len('deepmd_md compressed '):]}"
+                      f") / DeePMD-kit's best compressed ({mt[len('deepmd-kit compressed '):]}) = "
+                      f"{ours[mo] / theirs[mt]:.2f} (issue 17's target <= 0.7)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
