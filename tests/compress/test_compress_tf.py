@@ -13,7 +13,7 @@ from test_lammps_compress import VOIGT, _deeppot, _lines
 
 from deepmd_md import keys
 from deepmd_md.compress import compress
-from deepmd_md.formats import read_model, write_model
+from deepmd_md.formats import write_model
 from deepmd_md.model.frames import prepare_frames
 
 pytest.importorskip("tensorflow")
@@ -177,11 +177,18 @@ def test_second_derivative_raises(tf_ops, which):
 
 
 def test_lammps_pb_equals_deeppot(water_models, lmp_env, tmp_path):
-    """The compressed .pb in LAMMPS (the core's TensorFlow backend) on 1 and 2 ranks = DeepPot
-    on it and on the compressed .pth (the triclinic 192-atom box of test_lammps_compress)."""
+    """`dpmd freeze -c comp.pth -o comp.pb` holds the op; that .pb in LAMMPS (the core's
+    TensorFlow backend) on 1 and 2 ranks = DeepPot on it and on the compressed .pth (the
+    triclinic 192-atom box of test_lammps_compress)."""
+    from helpers import run_dpmd
+
+    from deepmd_md.backends.tensorflow.freeze import _graph_def
+
     _, comp = water_models
     pb = tmp_path / "comp.pb"
-    write_model(read_model(comp), pb)
+    p = run_dpmd("freeze", "-c", str(comp), "-o", str(pb), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "DpmdTabulateFusion" in {n.op for n in _graph_def(str(pb)).node}
     for nranks in (1, 2):
         res = run_driver({"commands": _lines(pb)}, tmp_path / f"r{nranks}", lmp_env, np_=nranks)
         for model in (pb, comp):
