@@ -4,6 +4,13 @@ beside DeePMD-kit's PyTorch backend in the same run. Prints s/step, validation R
 after the same steps, peak RSS of the training process, and the ratio to DeePMD-kit.
 
     python benchmarks/gnn.py --dp-venv /tmp/dp --steps 100 [--examples dpa3] [--backends torch jax]
+    python benchmarks/gnn.py --dp-venv /tmp/dp --steps 300 --examples se_atten_v2 dpa2 \
+        --backends torch --seeds 1 2 3
+
+--seeds S...: one run per seed and code, with the example's model seeds set to S and its training
+seed to S + 9 (train_water.py's rule; S = 1 keeps the shipped seeds of se_atten_v2), then the
+mean and sample standard deviation of the validation RMSEs per code: after a few hundred steps
+the RMSE varies with the seed, so two codes agree when their spreads overlap.
 
 Uses benchmarks/train_water.py's runners (same timing rule: each code's own 'average training
 time', which leaves out the first steps). Machines differ 2x: only ratios within a run count.
@@ -29,7 +36,11 @@ def main() -> None:
                     help="torch, torch+compile, jax")
     ap.add_argument("--dp-venv", type=Path, help="a venv with deepmd-kit 3.2 (baseline)")
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--seeds", type=int, nargs="+",
+                    help="one run per model seed S (training seed S + 9); prints mean +- sd")
     args = ap.parse_args()
+    if args.seeds:
+        return seed_sweep(args)
     env = tw._env(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-gnn-"))
     table = []
@@ -56,6 +67,41 @@ def main() -> None:
             ratio = f"{r['s_per_step'] / base['s_per_step']:.2f}x" if base else "-"
             print(f"{ex:<12s} {k:<22s} {r['s_per_step']:8.3f} {ratio:>9s} "
                   f"{r['e_rmse_mev_atom']:11.2f} {r['f_rmse']:8.3f} {r['peak_rss_mib']:9.0f}")
+
+
+def seed_sweep(args) -> None:
+    """Validation RMSE (E per atom, F) per seed and code, then mean +- sample sd per code."""
+    env = tw._env(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gnn-seeds-"))
+    runs: dict = {}
+    try:
+        for ex in args.examples:
+            tw.NAME = ex
+            for seed in args.seeds:
+                tw.SEED = seed
+                codes = [("deepmd-kit pt", None)] if args.dp_venv else []
+                for code, b in codes + [(f"deepmd_md {b}", b) for b in args.backends]:
+                    r = (tw.deepmd_kit(tmp / ex, args.dp_venv, "pt", args.steps, env) if b is None
+                         else tw.ours(tmp / ex, b, args.steps, env))
+                    runs.setdefault((ex, code), []).append(r)
+                    print(f"{ex} seed {seed} {code}: E {r['e_rmse_mev_atom']:.3f} meV/atom, "
+                          f"F {r['f_rmse']:.4f} eV/A, {r['s_per_step']:.3f} s/step", flush=True)
+    finally:
+        tw.SEED = None
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nwater, {args.steps} steps, seeds {args.seeds} (training seed S + 9), "
+          f"{args.threads} threads, validation data_3 (80 frames)")
+    print(f"{'example':<12s} {'run':<22s} {'E meV/atom mean +- sd':>22s} {'F eV/A mean +- sd':>20s}"
+          "  per seed (E; F)")
+    for (ex, code), rs in runs.items():
+        cols = []
+        for key, fmt in (("e_rmse_mev_atom", ".3f"), ("f_rmse", ".4f")):
+            v = [r[key] for r in rs]
+            mean = sum(v) / len(v)
+            sd = (sum((x - mean) ** 2 for x in v) / max(len(v) - 1, 1)) ** 0.5
+            cols.append((f"{mean:{fmt}} +- {sd:{fmt}}", " ".join(f"{x:{fmt}}" for x in v)))
+        print(f"{ex:<12s} {code:<22s} {cols[0][0]:>22s} {cols[1][0]:>20s}  {cols[0][1]}; "
+              f"{cols[1][1]}")
 
 
 if __name__ == "__main__":
