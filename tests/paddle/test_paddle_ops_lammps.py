@@ -12,6 +12,7 @@ the core's Paddle backend before the predictor):
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def base_env() -> dict:
     return env
 
 
+def filecmp_differs(a, b) -> bool:
+    import filecmp
+
+    return not Path(b).is_file() or not filecmp.cmp(a, b, shallow=False)
+
+
 def ops_env() -> dict:
     """LAMMPS' environment for the .json: the installed core when the operators are installed
     beside it, else the standalone build preloaded in its place."""
@@ -58,6 +65,11 @@ def ops_env() -> dict:
     env = base_env()
     if native_lib("libdpmd_paddle_ops.so") is not None:
         return env
+    core = native_lib("libdpmd_core.so")
+    if core is not None and (PRIVATE_CORE / "libdpmd_backend_paddle.so").is_file():
+        # the plugin and the core are installed together: keep the copy current
+        if filecmp_differs(core, PRIVATE_CORE / "libdpmd_core.so"):
+            shutil.copyfile(core, PRIVATE_CORE / "libdpmd_core.so")
     need = ("libdpmd_core.so", "libdpmd_backend_paddle.so", "libdpmd_paddle_ops.so")
     if not all((PRIVATE_CORE / n).is_file() for n in need):
         pytest.skip("the Paddle operators are not built (docs/backend_paddle.md: standalone build)")
