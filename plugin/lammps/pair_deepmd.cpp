@@ -131,7 +131,8 @@ void PairDeepMD::load_models()
   const int nm = int(models.size());
   use_exchange = use_exchange && message_passing;
   // LAMMPS sizes its buffers from these at comm->init; wider rows go in several passes
-  comm_forward = use_exchange ? std::min(width, kMaxCommCols) : 0;
+  // (models with the exchange op use it even beside one without: width counts only them)
+  comm_forward = std::min(width, kMaxCommCols);
   comm_reverse = comm_reverse_off = std::max({12, 3 * nm, comm_forward});
   if (comm->me == 0) {
     for (int k = 0; k < nm; ++k) {

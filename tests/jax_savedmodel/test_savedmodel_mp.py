@@ -4,10 +4,12 @@ to the receptive field (pair_style deepmd raises LAMMPS' ghost cutoff itself), e
 evaluated, only local atoms' energies counted (the `atom_weight` input). Checked: the same
 potential energy over 10 MD steps as the .pth of the same model on 1 rank (<= 1e-8 eV) and
 DeepPot's forces (<= 1e-10): DPA-2 on 4 ranks (`processors 4 1 1`: slabs thinner than the
-shell), DPA-3 on 2; a file without atom_weight on 2 ranks is one ERROR line naming "freeze it again"; comm
-cutoffs LAMMPS will not raise for us are one ERROR line naming `comm_modify ... cutoff X`; at the
-C level, ghosts short of the receptive field are one error naming dpmd_input.ghost_cutoff, and
-ghosts deep enough give the NumPy reference's numbers with an engine exchange handle passed."""
+shell), DPA-3 on 2; beside the .pth (exchange op) in one pair style on 2 ranks, the same
+forces every step; a file without atom_weight on 2 ranks is one ERROR line naming "freeze it
+again"; comm cutoffs LAMMPS will not raise for us are one ERROR line naming `comm_modify ...
+cutoff X`; at the C level, ghosts short of the receptive field are one error naming
+dpmd_input.ghost_cutoff, and ghosts deep enough give the NumPy reference's numbers with an
+engine exchange handle passed."""
 
 from __future__ import annotations
 
@@ -123,6 +125,17 @@ def test_ranks_same_md_as_pth(name, frozen, lmp_env, tmp_path):
         assert abs(res["pe"] - e[0, 0]) <= TOL * max(1.0, abs(e[0, 0])), n
         np.testing.assert_allclose(res["f"], f.reshape(-1, 3), rtol=0, atol=TOL, err_msg=str(n))
     assert np.abs(ref["f"]).max() > 1e-3  # the model interacts
+
+
+def test_beside_a_pth_on_two_ranks(frozen, lmp_env, tmp_path):
+    """Model deviation of the .pth (exchange op: LAMMPS' feature exchange) and the .savedmodel
+    (widened shell) of one DPA-2 on 2 ranks: both run in one pair style, forces equal per step."""
+    _, pth, sm = frozen["dpa2:small"]
+    inp = lines(f"{pth} {sm} out_file devi.out out_freq 1")
+    run_driver({"commands": inp, "steps": 3, "gather": False}, tmp_path, lmp_env, np_=2,
+               timeout=300)
+    devi = np.loadtxt(tmp_path / "devi.out", ndmin=2)
+    assert len(devi) >= 4 and np.abs(devi[:, 4]).max() <= 1e-10, devi  # max_devi_f
 
 
 def without_atom_weight(src: Path, dst: Path) -> Path:
