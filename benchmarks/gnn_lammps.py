@@ -12,21 +12,28 @@ benchmarks/lammps_speed.py (skin 2 A, neighbour list every 10 steps). Layouts: 1
 Codes, each in its own LAMMPS process, one run at a time:
   ours .pth   random-init model (deepmd_md.model.model.init_model, freeze_pth), .venv's lmp
   ours .pt2   the same weights through AOTInductor (--pt2; compiling takes minutes per model)
+  ours .pth before   (--before) the same .pth run as before issue 13's fix: the optimizing
+              TorchScript graph executor (DPMD_MD_TORCHSCRIPT_OPTIMIZE=1) and the core's malloc
+              tuning only (mmap threshold 32 MiB, trim 512 MiB, set through glibc's
+              MALLOC_*_ env variables, which make the core and the backend leave malloc alone)
   DeePMD-kit  `dp --pt train` of the same input with numb_steps 0 on examples/water/data/data_0..2
               (initial weights after DeePMD-kit's data statistics), `dp --pt freeze`; the lmp
               of --dp-venv (DeePMD-kit is run as a black box only)
 Weights are random or untrained: this measures speed only.
 
 Measured: µs/step/atom = LAMMPS' last "Loop time of T on N procs for S steps with A atoms"
-(T/S/A) after a warm-up `run` in the same input; ours/DeePMD-kit ratio at the same size and
-ranks; 2-rank parallel efficiency t_1rank / (2 t_2rank); peak RSS per rank: each rank's lmp runs
-under `/usr/bin/time -f %M` (the rusage maxrss of the rank's process tree: the `lmp` Python
-entry script and the LAMMPS binary it starts) or, without /usr/bin/time, under a Python
+(T/S/A) after a warm-up `run` in the same input; CPU µs/step/atom = that x LAMMPS' "NN% CPU use"
+of the same loop x N (all ranks' CPU time: on a shared machine other processes take wall time,
+not CPU time); ours/DeePMD-kit ratios of both at the same size and ranks; 2-rank parallel
+efficiency t_1rank / (2 t_2rank) from wall times, and from CPU times (cpu_1rank / cpu_2rank: the
+CPU the second rank's communication and duplicated work cost); peak RSS per rank: each rank's
+lmp runs under `/usr/bin/time -f %M` (the rusage maxrss of the rank's process tree: the `lmp`
+Python entry script and the LAMMPS binary it starts) or, without /usr/bin/time, under a Python
 wrapper printing the same rusage (RUSAGE_CHILDREN ru_maxrss). A run that fails, times out
-(--timeout) or brings the machine's MemAvailable under --min-free-gib is killed and reported
-as "n/a: <reason>"; full logs are kept under WORKDIR/logs. Memory grows about linearly with
-atoms: DPA-3 float64 at 192 atoms on one rank peaked at ~11 GB (ours .pth), ~3.4 GB (ours .pt2),
-~13 GB (DeePMD-kit), so at 1,536 atoms the .pth and DeePMD-kit runs need ~90-100 GB.
+(--timeout) or brings the machine's MemAvailable under --min-free-gib is killed and reported as
+"n/a: <reason>"; full logs are kept under WORKDIR/logs. Memory grows about linearly with atoms:
+DPA-3 float64 at 192 atoms on one rank peaked at ~11 GB (ours .pth), ~3.4 GB (ours .pt2), ~13 GB
+(DeePMD-kit), so at 1,536 atoms the .pth and DeePMD-kit runs need ~90-100 GB.
 
 DeePMD-kit's LAMMPS (installed into the DeePMD-kit 3.2.0 venv /tmp/dp, see
 /tmp/dp_oracle/README.md for that venv):
@@ -39,6 +46,7 @@ LD_PRELOAD needed). Two ranks use /tmp/dp/bin/mpirun (mpich hydra, as our .venv'
 
   python benchmarks/gnn_lammps.py --dp-venv /tmp/dp --workdir /tmp/gnn_lammps
   python benchmarks/gnn_lammps.py --models dpa1 --sizes 192 --ranks 1 --steps 3 --warmup 1
+  python benchmarks/gnn_lammps.py --table results.json     # the table of an earlier --json
 Frozen models are cached in WORKDIR/<model>/ (ours.pth, ours.pt2, dp_model.pth); delete them
 to rebuild; DeePMD-kit's data statistics for DPA-3 take a few minutes and several GB.
 """
@@ -147,7 +155,12 @@ def mem_available_gib() -> float:
     return float("inf")
 
 
-def lmp_run(exe: Path, model: Path, natoms: int, ranks: int, args, log: Path) -> dict:
+BEFORE_ENV = {"DPMD_MD_TORCHSCRIPT_OPTIMIZE": "1", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+              "MALLOC_TRIM_THRESHOLD_": str(512 << 20)}
+
+
+def lmp_run(exe: Path, model: Path, natoms: int, ranks: int, args, log: Path,
+            env: dict | None = None) -> dict:
     """One LAMMPS run; killed (and reported) past --timeout or when the machine's MemAvailable
     falls under --min-free-gib (DPA-3 float64 needs tens of GB at 1,536 atoms)."""
     inp = ls.lammps_input(str(model), ls.REPLICATE[natoms], args.steps, args.warmup)
@@ -159,7 +172,8 @@ def lmp_run(exe: Path, model: Path, natoms: int, ranks: int, args, log: Path) ->
             cmd = [str(exe.parent / "mpirun"), "-np", str(ranks), *cmd]
         killed, t0 = "", time.time()
         with open(d / "out", "w") as out, open(d / "err", "w") as err:
-            p = subprocess.Popen(cmd, cwd=d, env=dict(os.environ, **THREADS), stdout=out,
+            p = subprocess.Popen(cmd, cwd=d, env=dict(os.environ, **THREADS, **(env or {})),
+                                 stdout=out,
                                  stderr=err, start_new_session=True)
             while p.poll() is None:
                 time.sleep(0.5)
@@ -181,7 +195,13 @@ def lmp_run(exe: Path, model: Path, natoms: int, ranks: int, args, log: Path) ->
     if killed or p.returncode or len(loops) < 2:
         return {"error": killed or reason("\n".join([so, se, *rss_txt]), p.returncode)}
     t, _, steps, atoms = loops[-1]
-    return {"us": float(t) / int(steps) / int(atoms) * 1e6, "rss_mib": sorted(rss, reverse=True)}
+    us = float(t) / int(steps) / int(atoms) * 1e6
+    # LAMMPS' "NN% CPU use" of the timed loop (CPU time / wall time, mean over ranks) x ranks:
+    # CPU time of all ranks per step and atom. On a busy machine it is the steadier figure
+    # (other processes take wall time, not CPU time)
+    cpu = re.findall(r"^([\d.]+)% CPU use with", so, re.M)
+    return {"us": us, "cpu_us": us * float(cpu[-1]) / 100 * ranks if cpu else None,
+            "rss_mib": sorted(rss, reverse=True)}
 
 
 def main() -> None:
@@ -197,15 +217,22 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gnn_lammps",
                     help="frozen models (cached between runs) and logs")
     ap.add_argument("--pt2", action="store_true", help="also our .pt2 (AOTInductor)")
+    ap.add_argument("--before", action="store_true",
+                    help="also our .pth with the TorchScript settings before issue 13's fix")
     ap.add_argument("--timeout", type=float, default=7200, help="seconds per LAMMPS run")
     ap.add_argument("--min-free-gib", type=float, default=1.5,
                     help="kill a run when the machine's MemAvailable falls below this")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--table", type=Path, help="only print the table of a --json file")
     args = ap.parse_args()
+    if args.table:
+        table(json.loads(args.table.read_text()), args)
+        return
 
     logs = args.workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    codes = ["ours .pth"] + (["ours .pt2"] if args.pt2 else []) + \
+    codes = ["ours .pth"] + (["ours .pth before"] if args.before else []) + \
+            (["ours .pt2"] if args.pt2 else []) + \
             (["DeePMD-kit"] if args.dp_venv else [])
     results = []
     for name in args.models:
@@ -217,7 +244,7 @@ def main() -> None:
                 if code == "DeePMD-kit":
                     models[code] = (args.dp_venv / "bin" / "lmp", dp_model(name, wd, args.dp_venv))
                 else:
-                    models[code] = (ls.BIN / "lmp", ours(name, wd, code[-4:]))
+                    models[code] = (ls.BIN / "lmp", ours(name, wd, code.split()[1]))
             except Exception as e:  # noqa: BLE001 - reported in the table, the rest still runs
                 models[code] = (None, f"freezing failed ({type(e).__name__}: {e})"[:120])
                 print(f"{name} {code}: {models[code][1]}", flush=True)
@@ -229,7 +256,8 @@ def main() -> None:
                         r = {"error": model}
                     else:
                         tag = f"{name}-{n}-{ranks}r-{code.replace(' ', '').replace('.', '')}"
-                        r = lmp_run(exe, model, n, ranks, args, logs / f"{tag}.log")
+                        r = lmp_run(exe, model, n, ranks, args, logs / f"{tag}.log",
+                                    BEFORE_ENV if code.endswith("before") else None)
                     r.update(model=name, atoms=n, ranks=ranks, code=code)
                     results.append(r)
                     print(json.dumps(r), flush=True)
@@ -240,24 +268,31 @@ def main() -> None:
 
 def table(results: list, args) -> None:
     us = {(r["model"], r["atoms"], r["ranks"], r["code"]): r.get("us") for r in results}
+    cpu = {(r["model"], r["atoms"], r["ranks"], r["code"]): r.get("cpu_us") for r in results}
     print(f"\n{args.steps} timed steps after {args.warmup} warm-up, float64, 1 thread per rank; "
           f"peak RSS per rank (MiB, largest first) from {RSS_HOW}\n")
-    print("| model | atoms | ranks | code | µs/step/atom | ours/DeePMD-kit | 2-rank eff. "
-          "| peak RSS/rank MiB |")
-    print("|---|---:|---:|---|---:|---:|---:|---|")
+    print("CPU: all ranks' CPU time per step and atom (wall x LAMMPS' CPU use x ranks)\n")
+    print("| model | atoms | ranks | code | µs/step/atom | ours/DeePMD-kit | CPU µs/step/atom "
+          "| ours/DeePMD-kit (CPU) | 2-rank eff. | 2-rank eff. (CPU) | peak RSS/rank MiB |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         k = (r["model"], r["atoms"], r["ranks"])
         if "error" in r:
             print(f"| {r['model']} | {r['atoms']} | {r['ranks']} | {r['code']} "
-                  f"| n/a: {r['error'].replace('|', '/')} | | | |")
+                  f"| n/a: {r['error'].replace('|', '/')} | | | | | | |")
             continue
         dp = us.get((*k, "DeePMD-kit"))
         ratio = f"{r['us'] / dp:.2f}" if dp and r["code"] != "DeePMD-kit" else ""
+        dpc, c = cpu.get((*k, "DeePMD-kit")), r.get("cpu_us")
+        cratio = f"{c / dpc:.2f}" if c and dpc and r["code"] != "DeePMD-kit" else ""
         one = us.get((r["model"], r["atoms"], 1, r["code"]))
         eff = f"{one / (r['ranks'] * r['us']):.2f}" if one and r["ranks"] > 1 else ""
+        onec = cpu.get((r["model"], r["atoms"], 1, r["code"]))
+        effc = f"{onec / c:.2f}" if onec and c and r["ranks"] > 1 else ""
         rss = " / ".join(f"{x:.0f}" for x in r["rss_mib"])
+        cs = f"{c:.1f}" if c else ""
         print(f"| {r['model']} | {r['atoms']} | {r['ranks']} | {r['code']} | {r['us']:.1f} "
-              f"| {ratio} | {eff} | {rss} |")
+              f"| {ratio} | {cs} | {cratio} | {eff} | {effc} | {rss} |")
 
 
 if __name__ == "__main__":
