@@ -7,6 +7,12 @@ after the same steps, peak RSS of the training process, and the ratio to DeePMD-
     python benchmarks/gnn.py --dp-venv /tmp/dp --steps 300 --examples se_atten_v2 dpa2 \
         --backends torch --seeds 1 2 3
 
+    python benchmarks/gnn.py --step-profile 4 --examples se_atten_v2 [--threads 1] [--compile]
+
+--step-profile N: no training run, no DeePMD-kit: N steps of our torch trainer on the example
+in this process, wall and CPU time of each (CPU time is the steadier figure on a shared
+machine), peak RSS, and torch.profiler's top ops (self CPU, and by input shape) of the last step.
+
 --seeds S...: one run per seed and code, with the example's model seeds set to S and its training
 seed to S + 9 (train_water.py's rule; S = 1 keeps the shipped seeds of se_atten_v2), then the
 mean and sample standard deviation of the validation RMSEs per code: after a few hundred steps
@@ -38,7 +44,12 @@ def main() -> None:
     ap.add_argument("--threads", default="2")
     ap.add_argument("--seeds", type=int, nargs="+",
                     help="one run per model seed S (training seed S + 9); prints mean +- sd")
+    ap.add_argument("--step-profile", type=int, metavar="N",
+                    help="profile N torch steps in this process (see above)")
+    ap.add_argument("--compile", action="store_true", help="--step-profile: the compiled step")
     args = ap.parse_args()
+    if args.step_profile:
+        return step_profile(args.examples[0], args.step_profile, int(args.threads), args.compile)
     if args.seeds:
         return seed_sweep(args)
     env = tw._env(args.threads)
@@ -67,6 +78,55 @@ def main() -> None:
             ratio = f"{r['s_per_step'] / base['s_per_step']:.2f}x" if base else "-"
             print(f"{ex:<12s} {k:<22s} {r['s_per_step']:8.3f} {ratio:>9s} "
                   f"{r['e_rmse_mev_atom']:11.2f} {r['f_rmse']:8.3f} {r['peak_rss_mib']:9.0f}")
+
+
+def step_profile(example: str, nsteps: int, threads: int, compiled: bool) -> None:
+    """N training steps of the example (its batches, learning rate and prefactors), timed."""
+    import os
+    import resource
+    import time
+
+    import numpy as np
+    import torch
+    import torch.profiler as tp
+
+    from deepmd_md.backends.torch import adapter
+    from deepmd_md.config import load_config, normalize, resolve_auto_sel
+    from deepmd_md.model.model import init_model
+    from deepmd_md.train.loss import batch_prefactors, exp_lr, prefactors
+    from deepmd_md.train.optim import adam_init
+    from deepmd_md.train.prepared import PreparedData, compute_stats
+
+    torch.set_num_threads(threads)
+    os.chdir(tw.EXAMPLE / example)
+    cfg = resolve_auto_sel(normalize(load_config("input.json")))
+    mcfg, td, lcfg = cfg["model"], cfg["training"]["training_data"], cfg["learning_rate"]
+    data = PreparedData(mcfg, td["systems"], td["batch_size"], uniform=compiled)
+    model = init_model(mcfg, mcfg["descriptor"].get("seed"))
+    tr = adapter.Trainer(model["config"], model["params"], compute_stats(mcfg, data),
+                         compile=compiled)
+    opt, rng, lr_fn = adam_init(tr.params), np.random.default_rng(10), exp_lr(lcfg, 1000)
+    for step in range(nsteps):
+        lr = lr_fn(step)
+        batch, prep = data.sample(rng)
+        pref = batch_prefactors(prefactors(cfg["loss"], lr, lcfg["start_lr"]), batch)
+        prof = tp.profile(activities=[tp.ProfilerActivity.CPU], record_shapes=True)
+        last = step == nsteps - 1
+        if last:
+            prof.__enter__()
+        t0, c0 = time.perf_counter(), time.process_time()
+        opt, _ = tr.step(batch, prep, pref, opt, lr)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if last:
+            prof.__exit__(None, None, None)
+            avg = prof.key_averages()
+            print(avg.table(sort_by="self_cpu_time_total", row_limit=15))
+            print(prof.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=60))
+        print(f"step {step + 1}: wall {wall:.3f} s, CPU {cpu:.3f} s"
+              f"{' (profiled)' if last else ''}", flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{example}, {threads} threads{', compiled' if compiled else ''}: peak RSS {rss:.0f} MiB")
 
 
 def seed_sweep(args) -> None:
