@@ -198,7 +198,9 @@ def core_shell(path: str, out: str) -> None:
     nall = ext.shape[1]
     x = np.ascontiguousarray(ext[0], dtype=np.float64)
     t = np.ascontiguousarray(eatype[0], dtype=np.int32)
-    res = {"field": field, "nall": nall}
+    lib.dpmd_model_supports_widened_shell.argtypes = [ctypes.c_void_p]
+    res = {"field": field, "nall": nall, "exchange": lib.dpmd_model_supports_exchange(model),
+           "widened": lib.dpmd_model_supports_widened_shell(model)}
     for key, reach in (("short", field - 1.0), ("deep", field + 0.5)):
         force, ae = np.zeros((nall, 3)), np.zeros(10)
         inp = Input(nloc=10, nghost=nall - 10, coord=x.ctypes.data_as(DP),
@@ -238,6 +240,7 @@ def test_core_widened_shell_and_short_ghosts(frozen, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["field"] == pytest.approx(9.5) and res["nall"] > 300
+    assert (res["exchange"], res["widened"]) == (0, 1)
     short, deep = res["short"], res["deep"]
     assert short["rc"] != 0, short
     assert "dpmd_input.ghost_cutoff is 8.5 A" in short["error"] and "(9.5 A" in short["error"]
