@@ -32,8 +32,8 @@ Python entry script and the LAMMPS binary it starts) or, without /usr/bin/time, 
 wrapper printing the same rusage (RUSAGE_CHILDREN ru_maxrss). A run that fails, times out
 (--timeout) or brings the machine's MemAvailable under --min-free-gib is killed and reported as
 "n/a: <reason>"; full logs are kept under WORKDIR/logs. Memory grows about linearly with atoms:
-DPA-3 float64 at 192 atoms on one rank peaked at ~11 GB (ours .pth), ~3.4 GB (ours .pt2), ~13 GB
-(DeePMD-kit), so at 1,536 atoms the .pth and DeePMD-kit runs need ~90-100 GB.
+DPA-3 float64 at 192 atoms on one rank peaked at ~7.1 GB (ours .pth; 11.9 GB before issue 13's
+fix), ~3.4 GB (ours .pt2), ~13.7 GB (DeePMD-kit), so at 1,536 atoms they need ~56, 27 and 110 GB.
 
 DeePMD-kit's LAMMPS (installed into the DeePMD-kit 3.2.0 venv /tmp/dp, see
 /tmp/dp_oracle/README.md for that venv):
