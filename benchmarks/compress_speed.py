@@ -4,9 +4,10 @@ uncompressed model in the same run, in each format asked for, and DeePMD-kit 3.2
 PyTorch and TensorFlow models beside them when its venv is given.
 
 Formats: .pth and .pt2 call the PyTorch ops (dpmd::tabulate*), .pb the TensorFlow ops
-(DpmdTabulate*, libdpmd_tf_ops.so): the same C++ kernel. .savedmodel (JAX through jax2tf) and
-.json (Paddle) are accepted too, but their compressed models run the array-API reference of the
-tables (equal values, no compiled kernel). Each file is written in its own Python process
+(DpmdTabulate*, libdpmd_tf_ops.so): the same C++ kernel. .json (Paddle) calls
+dpmd_tabulate* (libdpmd_paddle_ops.so), the same kernel again. .savedmodel (JAX through jax2tf)
+is accepted too, but its compressed models run the array-API reference of the tables (equal
+values, no compiled kernel: jax2tf embeds no custom op). Each file is written in its own Python process
 (TensorFlow then Paddle in one process crashes).
 
 Water se_e2_a of the example's size (examples/water/se_e2_a/input.json), fp64, random weights
