@@ -234,6 +234,14 @@ class DeepPot:
         when it has one, else forward_lower."""
         import torch
 
+        # the interpreting executor, as the core runs .pth (backend_torch.cc): same numbers,
+        # without the optimizing one's extra saved intermediates (DPA-2: ~40% less memory)
+        with torch.jit.optimized_execution(False):
+            return self._pth_call(ext, eatype, nlist, mapping)
+
+    def _pth_call(self, ext, eatype, nlist, mapping) -> dict:
+        import torch
+
         if not hasattr(self._module, "forward_blocked"):
             out = self._module.forward_lower(torch.as_tensor(ext), torch.as_tensor(eatype),
                                              torch.as_tensor(nlist), torch.as_tensor(mapping),

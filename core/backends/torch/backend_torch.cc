@@ -2,7 +2,6 @@
 // (.pt2) frozen models.  Built into its own shared object, dlopened by the core.
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
-#include <malloc.h>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
@@ -10,8 +9,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -24,26 +26,24 @@ bool env_on(const char* name) {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
-// A message-passing model is one call over all of a rank's atoms: its intermediates are single
-// blocks of 100 MB and more (DPA-2 small, 1,536 atoms: [nloc, nnei, 128] f64 = 156 MB). glibc
-// serves blocks above M_MMAP_THRESHOLD with mmap and unmaps them on free, so every call
-// page-faulted all of them afresh: measured 3.5 s of 6.7 s CPU per call in the kernel (DPA-2
-// small, 1,536 atoms), the cause of the per-atom cost growing with system size. The core caps
-// the threshold at 32 MiB (older glibc's limit); glibc >= 2.26 accepts more, so large blocks
-// come from the heap and stay mapped (M_TRIM_THRESHOLD: up to 2 GiB of free heap is kept).
-// Run once, on the first evaluation (after the core's own tuning); skipped when the user tunes
-// malloc or sets DPMD_MD_NO_MALLOC_TUNING, as the core's.
-void keep_large_blocks() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const char* t = std::getenv("GLIBC_TUNABLES");
-    if ((t && std::strstr(t, "malloc")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
-        std::getenv("MALLOC_TRIM_THRESHOLD_") || std::getenv("DPMD_MD_NO_MALLOC_TUNING"))
-      return;
-#ifdef M_MMAP_THRESHOLD
-    if (mallopt(M_MMAP_THRESHOLD, 1 << 30)) mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
-#endif
-  });
+// AOTInductor's loader unpacks a package into /tmp/aotinductor_XXXXXX and deletes it only in its
+// destructor, which a run ending in an error (LAMMPS' error->all exits) never reaches: ~2.5 MB
+// left per run. Once loaded the code is mapped and the constants are in memory, so the folders
+// of the packages this process has mapped are removed right away.
+void drop_extracted() {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> dirs;
+  for (std::string line; std::getline(maps, line);) {
+    const auto p = line.find("/aotinductor_");
+    if (p == std::string::npos) continue;
+    const auto start = line.find('/');
+    const auto end = line.find('/', p + 1);
+    if (start != std::string::npos && end != std::string::npos) dirs.insert(line.substr(start, end - start));
+  }
+  for (const auto& d : dirs) {
+    std::error_code ec;
+    std::filesystem::remove_all(d, ec);  // best effort: the destructor tries again
+  }
 }
 
 bool ends_with(const std::string& s, const std::string& suf) {
@@ -115,7 +115,6 @@ class TorchScriptBackend : public dpmd::Backend {
     }
   }
   void compute_impl(const dpmd::BackendInput& in, dpmd::BackendOutput& out) {
-    keep_large_blocks();
     // The graph executor's optimizing mode (profiling, then autodiff subgraphs specialised to
     // the profiled shapes) runs the same ATen kernels as plain interpretation (no CPU fusion)
     // but keeps more intermediates for the backward: DPA-2 small, 192 atoms, peak RSS 1,170 vs
@@ -177,6 +176,7 @@ class AOTIBackend : public dpmd::Backend {
  public:
   explicit AOTIBackend(const std::string& path) {
     loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", /*run_single_threaded=*/true);
+    drop_extracted();
     auto md = loader_->get_metadata();
     for (const char* k : {"deepmd_md.metadata", "metadata.json"}) {
       auto it = md.find(k);
@@ -193,7 +193,6 @@ class AOTIBackend : public dpmd::Backend {
     }
   }
   void compute_impl(const dpmd::BackendInput& in, dpmd::BackendOutput& out) {
-    keep_large_blocks();
     Inputs t = make_inputs(in);
     std::vector<at::Tensor> args{t.coord, t.atype};
     if (in.widths) {
