@@ -3,6 +3,8 @@
 #include "tabulate.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <mutex>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -369,6 +371,28 @@ void fusion_backward(const Table<T>& t, const T* s, const T* em, const T* dout, 
   if (nc == 4) return fusion_bw<T, 4>(t, s, em, dout, nj, nc, b0, b1, ds, dem);
   if (nc == 1) return fusion_bw<T, 1>(t, s, em, dout, nj, nc, b0, b1, ds, dem);
   fusion_bw<T, 0>(t, s, em, dout, nj, nc, b0, b1, ds, dem);
+}
+
+namespace {
+Overflow g_overflow;
+std::atomic<int64_t> g_calls{0};
+std::mutex g_report;
+}  // namespace
+
+Overflow* overflow_counter(const Grid& g) { return g.check_frequency > 0 ? &g_overflow : nullptr; }
+
+void overflow_report(const Grid& g) {
+  if (g.check_frequency <= 0 || ++g_calls < g.check_frequency) return;
+  std::lock_guard<std::mutex> lock(g_report);
+  if (g_calls < g.check_frequency) return;  // another thread reported meanwhile
+  g_calls = 0;                             // calls since the last report
+  const int64_t a = g_overflow.beyond_data.exchange(0), b = g_overflow.beyond_table.exchange(0);
+  if (a > 0)
+    std::fprintf(stderr,
+                 "deepmd_md: compressed model: %lld neighbor(s) beyond the training-data range of the "
+                 "tabulated embedding in the last %lld evaluations (%lld beyond the extrapolated table, "
+                 "evaluated by the net)\n",
+                 (long long)a, (long long)g.check_frequency, (long long)b);
 }
 
 #define DPMD_TAB_INSTANTIATE(T)                                                                          \

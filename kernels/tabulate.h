@@ -69,6 +69,12 @@ struct Overflow {
   std::atomic<int64_t> beyond_table{0};  // outside both tables: the net evaluated
 };
 
+// The counts of this library (each framework's op library links its own copy of this file):
+// the counter to pass to the kernels (null when the grid checks nothing), and the report on
+// stderr after every check_frequency calls with the neighbors counted since the last one.
+Overflow* overflow_counter(const Grid& g);
+void overflow_report(const Grid& g);
+
 template <typename T>
 struct Table {
   const T* coef;  // [n1 + n2, 6, M]

@@ -12,10 +12,7 @@
 // calls, pairs seen beyond the training-data table since the last report go to stderr.
 //
 // Built into libdpmd_paddle_ops.so with dpmd_ghost_exchange.
-#include <atomic>
 #include <cstdint>
-#include <cstdio>
-#include <mutex>
 #include <stdexcept>
 #include <vector>
 
@@ -52,27 +49,6 @@ K::Table<T> table_of(const paddle::Tensor& coef, const Parsed& p) {
   return K::Table<T>{coef.data<T>(), c[2], p.grid, &p.net};
 }
 
-// process-wide overflow counts between reports
-K::Overflow g_overflow;
-std::atomic<int64_t> g_calls{0};
-std::mutex g_report;
-
-K::Overflow* counter(const K::Grid& g) { return g.check_frequency > 0 ? &g_overflow : nullptr; }
-
-void maybe_report(const K::Grid& g) {
-  if (g.check_frequency <= 0 || ++g_calls < g.check_frequency) return;
-  std::lock_guard<std::mutex> lock(g_report);
-  if (g_calls < g.check_frequency) return;  // another thread reported meanwhile
-  g_calls = 0;
-  const int64_t a = g_overflow.beyond_data.exchange(0), b = g_overflow.beyond_table.exchange(0);
-  if (a > 0)
-    std::fprintf(stderr,
-                 "deepmd_md: compressed model: %lld neighbor(s) beyond the training-data range of the "
-                 "tabulated embedding in the last %lld evaluations (%lld beyond the extrapolated table, "
-                 "evaluated by the net)\n",
-                 (long long)a, (long long)g.check_frequency, (long long)b);
-}
-
 bool is_f64(const paddle::Tensor& t) {
   PD_CHECK(t.dtype() == paddle::DataType::FLOAT64 || t.dtype() == paddle::DataType::FLOAT32,
            "dpmd_tabulate: float32 or float64 expected");
@@ -86,7 +62,7 @@ void same_dtype(const paddle::Tensor& coef, const paddle::Tensor& a) {
 // -- dpmd_tabulate ---------------------------------------------------------------------------------
 template <typename T>
 void tab_fw(const paddle::Tensor& coef, const Parsed& p, const paddle::Tensor& s, paddle::Tensor& out) {
-  K::tabulate_forward<T>(table_of<T>(coef, p), s.data<T>(), 0, s.numel(), out.data<T>(), counter(p.grid));
+  K::tabulate_forward<T>(table_of<T>(coef, p), s.data<T>(), 0, s.numel(), out.data<T>(), K::overflow_counter(p.grid));
 }
 
 std::vector<paddle::Tensor> tabulate(const paddle::Tensor& coef, const paddle::Tensor& grid,
@@ -97,7 +73,7 @@ std::vector<paddle::Tensor> tabulate(const paddle::Tensor& coef, const paddle::T
   shape.push_back(coef.shape()[2]);
   paddle::Tensor out = paddle::empty(shape, s.dtype(), paddle::CPUPlace());
   if (is_f64(s)) tab_fw<double>(coef, p, s, out); else tab_fw<float>(coef, p, s, out);
-  maybe_report(p.grid);
+  K::overflow_report(p.grid);
   return {out};
 }
 
@@ -143,7 +119,7 @@ void fus_fw(const paddle::Tensor& coef, const Parsed& p, const paddle::Tensor& s
             paddle::Tensor& out) {
   const int64_t nb = s.shape()[0], nj = s.shape()[1], nc = em.shape()[2];
   K::fusion_forward<T>(table_of<T>(coef, p), s.data<T>(), em.data<T>(), nj, nc, 0, nb, out.data<T>(),
-                       counter(p.grid));
+                       K::overflow_counter(p.grid));
 }
 
 std::vector<paddle::Tensor> fusion(const paddle::Tensor& coef, const paddle::Tensor& grid,
@@ -153,7 +129,7 @@ std::vector<paddle::Tensor> fusion(const paddle::Tensor& coef, const paddle::Ten
   paddle::Tensor out =
       paddle::empty({s.shape()[0], coef.shape()[2], em.shape()[2]}, em.dtype(), paddle::CPUPlace());
   if (is_f64(s)) fus_fw<double>(coef, p, s, em, out); else fus_fw<float>(coef, p, s, em, out);
-  maybe_report(p.grid);
+  K::overflow_report(p.grid);
   return {out};
 }
 

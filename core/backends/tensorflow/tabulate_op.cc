@@ -17,12 +17,10 @@
 #include <tensorflow/c/tf_status.h>
 #include <tensorflow/c/tf_tensor.h>
 
-#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <initializer_list>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -99,28 +97,6 @@ bool parse(TF_OpKernelContext* ctx, const char* op, const In& coef, const In& gr
   return true;
 }
 
-// process-wide overflow counts between reports (the PyTorch ops keep their own)
-K::Overflow g_overflow;
-std::atomic<int64_t> g_calls{0};
-std::mutex g_report;
-
-K::Overflow* counter(const K::Grid& g) { return g.check_frequency > 0 ? &g_overflow : nullptr; }
-
-void maybe_report(const K::Grid& g) {
-  if (g.check_frequency <= 0) return;
-  if (++g_calls < g.check_frequency) return;
-  std::lock_guard<std::mutex> lock(g_report);
-  if (g_calls < g.check_frequency) return;  // another thread reported meanwhile
-  g_calls = 0;
-  const int64_t a = g_overflow.beyond_data.exchange(0), b = g_overflow.beyond_table.exchange(0);
-  if (a > 0)
-    std::fprintf(stderr,
-                 "deepmd_md: compressed model: %lld neighbor(s) beyond the training-data range of the "
-                 "tabulated embedding in the last %lld evaluations (%lld beyond the extrapolated table, "
-                 "evaluated by the net)\n",
-                 (long long)a, (long long)g.check_frequency, (long long)b);
-}
-
 template <typename T>
 K::Table<T> table_of(const In& coef, const Parsed& p) {
   return K::Table<T>{coef.data<T>(), coef.dim(2), p.grid, &p.net};
@@ -145,8 +121,8 @@ void tabulate(TF_OpKernelContext* ctx) {
   for (int d = 0; d < s.rank(); ++d) dims.push_back(s.dim(d));
   dims.push_back(coef.dim(2));
   if (!alloc<T>(ctx, 0, TF_TensorType(s.t), dims, out)) return;
-  K::tabulate_forward<T>(table_of<T>(coef, p), s.data<T>(), 0, s.size(), out.data<T>(), counter(p.grid));
-  maybe_report(p.grid);
+  K::tabulate_forward<T>(table_of<T>(coef, p), s.data<T>(), 0, s.size(), out.data<T>(), K::overflow_counter(p.grid));
+  K::overflow_report(p.grid);
 }
 
 template <typename T>
@@ -181,8 +157,8 @@ void fusion(TF_OpKernelContext* ctx) {
     return;
   const int64_t nb = s.dim(0), nj = s.dim(1), nc = em.dim(2);
   if (!alloc<T>(ctx, 0, TF_TensorType(s.t), {nb, coef.dim(2), nc}, out)) return;
-  K::fusion_forward<T>(table_of<T>(coef, p), s.data<T>(), em.data<T>(), nj, nc, 0, nb, out.data<T>(), counter(p.grid));
-  maybe_report(p.grid);
+  K::fusion_forward<T>(table_of<T>(coef, p), s.data<T>(), em.data<T>(), nj, nc, 0, nb, out.data<T>(), K::overflow_counter(p.grid));
+  K::overflow_report(p.grid);
 }
 
 template <typename T>

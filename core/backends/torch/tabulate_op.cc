@@ -18,9 +18,6 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include <atomic>
-#include <cstdio>
-#include <mutex>
 #include <tuple>
 
 #include "tabulate.h"
@@ -58,28 +55,6 @@ K::Table<T> table_of(const at::Tensor& coef, const Parsed& p) {
   return K::Table<T>{coef.data_ptr<T>(), coef.size(2), p.grid, &p.net};
 }
 
-// process-wide overflow counts between reports
-K::Overflow g_overflow;
-std::atomic<int64_t> g_calls{0};
-std::mutex g_report;
-
-K::Overflow* counter(const K::Grid& g) { return g.check_frequency > 0 ? &g_overflow : nullptr; }
-
-void maybe_report(const K::Grid& g) {
-  if (g.check_frequency <= 0) return;
-  if (++g_calls < g.check_frequency) return;
-  std::lock_guard<std::mutex> lock(g_report);
-  if (g_calls < g.check_frequency) return;  // another thread reported meanwhile
-  g_calls = 0;  // calls since the last report
-  const int64_t a = g_overflow.beyond_data.exchange(0), b = g_overflow.beyond_table.exchange(0);
-  if (a > 0)
-    std::fprintf(stderr,
-                 "deepmd_md: compressed model: %lld neighbor(s) beyond the training-data range of the "
-                 "tabulated embedding in the last %lld evaluations (%lld beyond the extrapolated table, "
-                 "evaluated by the net)\n",
-                 (long long)a, (long long)g.check_frequency, (long long)b);
-}
-
 at::Tensor build_cpu(const at::Tensor& net, const at::Tensor& grid) {
   Parsed p = parse(grid, net);
   at::Tensor coef = at::empty({p.grid.n1 + p.grid.n2, 6, p.net.nout()}, net.options());
@@ -98,10 +73,10 @@ at::Tensor tab_cpu(const at::Tensor& coef, const at::Tensor& grid, const at::Ten
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "dpmd::tabulate", [&] {
     auto t = table_of<scalar_t>(cc, p);
     at::parallel_for(0, n, 1024, [&](int64_t a, int64_t b) {
-      K::tabulate_forward<scalar_t>(t, sc.data_ptr<scalar_t>(), a, b, out.data_ptr<scalar_t>(), counter(p.grid));
+      K::tabulate_forward<scalar_t>(t, sc.data_ptr<scalar_t>(), a, b, out.data_ptr<scalar_t>(), K::overflow_counter(p.grid));
     });
   });
-  maybe_report(p.grid);
+  K::overflow_report(p.grid);
   return out;
 }
 
@@ -139,10 +114,10 @@ at::Tensor fusion_cpu(const at::Tensor& coef, const at::Tensor& grid, const at::
     auto t = table_of<scalar_t>(cc, p);
     at::parallel_for(0, nb, 16, [&](int64_t a, int64_t b) {
       K::fusion_forward<scalar_t>(t, sc.data_ptr<scalar_t>(), ec.data_ptr<scalar_t>(), nj, nc, a, b,
-                                  out.data_ptr<scalar_t>(), counter(p.grid));
+                                  out.data_ptr<scalar_t>(), K::overflow_counter(p.grid));
     });
   });
-  maybe_report(p.grid);
+  K::overflow_report(p.grid);
   return out;
 }
 
