@@ -84,8 +84,10 @@ def ours(tmp: Path, name: str, steps: int, env) -> dict:
     rss = PEAK_RSS[str(d)]
     per = float(re.search(r"average training time: ([0-9.]+) s/step", out).group(1))
     comp = re.search(r"compiled in ([0-9.]+) s", out)
-    res = json.loads(_run(dpmd + ["test", "-m", f"model.ckpt-{steps}.ckpt", "-s", "../data/data_3",
-                                  "--json", "-b", backend], d, env))["weighted"]
+    out = _run(dpmd + ["test", "-m", f"model.ckpt-{steps}.ckpt", "-s", "../data/data_3", "--json",
+                       "-b", backend], d, env)
+    # the JSON document is stdout; stderr (framework warnings, TensorFlow's) follows it
+    res = json.JSONDecoder().raw_decode(out[out.index("{"):])[0]["weighted"]
     if KEEP:
         _run(dpmd + ["freeze", "-o", str(KEEP / f"dpmd-{backend}.pth")], d, env)
     return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * res["energy_rmse_per_atom"],
