@@ -28,17 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 EXAMPLE = REPO / "examples" / "water" / "se_e2_a" / "input.json"
-FREEZE = r"""
-import json, sys
-from deepmd_md.config import normalize
-from deepmd_md.formats import write_model
-from deepmd_md.model.model import init_model
-inp = json.load(open(sys.argv[1])); inp["training"]["training_data"]["systems"] = ["unused"]
-inp["training"].pop("validation_data", None)
-data = init_model(normalize(inp)["model"], seed=1)
-data["buffers"]["descriptor"]["dstd"][:] = 0.1
-write_model(data, sys.argv[2])
-"""
+from backends import FREEZE  # noqa: E402  (benchmarks/backends.py: the example model, frozen)
 
 
 def freeze(tmp: Path) -> list[str]:
