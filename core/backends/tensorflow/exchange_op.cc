@@ -11,40 +11,15 @@
 // Python registers the reverse as the gradient of the forward (deepmd_md/backends/tensorflow/
 // ops.py), so a frozen graph's tf.gradients holds both ops. Built into libdpmd_tf_ops.so, loaded
 // by the TensorFlow backend (TF_LoadLibrary) and by Python (tf.load_op_library).
-#include <tensorflow/c/kernels.h>
-#include <tensorflow/c/ops.h>
-#include <tensorflow/c/tf_status.h>
-#include <tensorflow/c/tf_tensor.h>
-
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "dpmd_c.h"
+#include "tf_op.h"
 
 namespace {
-
-void fail(TF_OpKernelContext* ctx, const std::string& msg) {
-  TF_Status* s = TF_NewStatus();
-  TF_SetStatus(s, TF_INVALID_ARGUMENT, msg.c_str());
-  TF_OpKernelContext_Failure(ctx, s);
-  TF_DeleteStatus(s);
-}
-
-struct In {
-  TF_Tensor* t = nullptr;
-  ~In() { if (t) TF_DeleteTensor(t); }
-};
-
-bool get(TF_OpKernelContext* ctx, int i, In& in) {
-  TF_Status* s = TF_NewStatus();
-  TF_GetInput(ctx, i, &in.t, s);
-  bool ok = TF_GetCode(s) == TF_OK;
-  if (!ok) TF_OpKernelContext_Failure(ctx, s);
-  TF_DeleteStatus(s);
-  return ok;
-}
 
 template <typename T>
 void to_rows(const T* src, double* dst, int64_t n) {
@@ -132,8 +107,6 @@ void compute(void*, TF_OpKernelContext* ctx) {
   fail(ctx, "DpmdGhostExchange: float32 or float64 features expected");
 }
 
-void* create(TF_OpKernelConstruction*) { return nullptr; }
-void destroy(void*) {}
 
 void unknown_shape(TF_ShapeInferenceContext* ctx, TF_Status* s) { TF_ShapeInferenceContextSetUnknownShape(ctx, s); }
 

@@ -12,11 +12,6 @@
 // grid and net get no gradient. One thread per op call (the engines run one intra-op thread per
 // MPI rank); overflow report every grid[7] forward calls as the PyTorch ops. Built into
 // libdpmd_tf_ops.so beside DpmdGhostExchange.
-#include <tensorflow/c/kernels.h>
-#include <tensorflow/c/ops.h>
-#include <tensorflow/c/tf_status.h>
-#include <tensorflow/c/tf_tensor.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -25,52 +20,11 @@
 #include <vector>
 
 #include "tabulate.h"
+#include "tf_op.h"
 
 namespace {
 
 namespace K = dpmd::kernels;
-
-void fail(TF_OpKernelContext* ctx, const std::string& msg) {
-  TF_Status* s = TF_NewStatus();
-  TF_SetStatus(s, TF_INVALID_ARGUMENT, msg.c_str());
-  TF_OpKernelContext_Failure(ctx, s);
-  TF_DeleteStatus(s);
-}
-
-struct In {
-  TF_Tensor* t = nullptr;
-  In() = default;
-  In(const In&) = delete;
-  In& operator=(const In&) = delete;
-  ~In() { if (t) TF_DeleteTensor(t); }
-  int64_t dim(int d) const { return TF_Dim(t, d); }
-  int rank() const { return TF_NumDims(t); }
-  int64_t size() const { return TF_TensorElementCount(t); }
-  template <typename T>
-  T* data() const { return static_cast<T*>(TF_TensorData(t)); }
-};
-
-bool get(TF_OpKernelContext* ctx, int i, In& in) {
-  TF_Status* s = TF_NewStatus();
-  TF_GetInput(ctx, i, &in.t, s);
-  const bool ok = TF_GetCode(s) == TF_OK;
-  if (!ok) TF_OpKernelContext_Failure(ctx, s);
-  TF_DeleteStatus(s);
-  return ok;
-}
-
-// output i of the given dims (owned by `out`), false (failure set) when TF cannot allocate it
-template <typename T>
-bool alloc(TF_OpKernelContext* ctx, int i, TF_DataType dt, const std::vector<int64_t>& dims, In& out) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  TF_Status* s = TF_NewStatus();
-  out.t = TF_AllocateOutput(ctx, i, dt, dims.data(), int(dims.size()), sizeof(T) * size_t(n), s);
-  const bool ok = TF_GetCode(s) == TF_OK;
-  if (!ok) TF_OpKernelContext_Failure(ctx, s);
-  TF_DeleteStatus(s);
-  return ok;
-}
 
 struct Parsed {
   K::Net net;
@@ -190,40 +144,8 @@ void compute(void*, TF_OpKernelContext* ctx) {
   fail(ctx, "DpmdTabulate: float32 or float64 expected");
 }
 
-void* create(TF_OpKernelConstruction*) { return nullptr; }
-void destroy(void*) {}
 
 // -- shape functions: static M (and known B, J, C) for the graph ---------------------------------
-struct Shapes {
-  TF_ShapeInferenceContext* ctx;
-  TF_Status* st;
-  std::vector<TF_ShapeHandle*> owned;
-  ~Shapes() { for (auto* h : owned) TF_DeleteShapeHandle(h); }
-  TF_ShapeHandle* fresh() { owned.push_back(TF_NewShapeHandle()); return owned.back(); }
-  TF_ShapeHandle* input(int i) {
-    TF_ShapeHandle* h = fresh();
-    TF_ShapeInferenceContextGetInput(ctx, i, h, st);
-    return h;
-  }
-  TF_ShapeHandle* sub(TF_ShapeHandle* h, int64_t a, int64_t b) {
-    TF_ShapeHandle* r = fresh();
-    TF_ShapeInferenceContextSubshape(ctx, h, a, b, r, st);
-    return r;
-  }
-  TF_ShapeHandle* cat(TF_ShapeHandle* a, TF_ShapeHandle* b) {
-    TF_ShapeHandle* r = fresh();
-    TF_ShapeInferenceContextConcatenateShapes(ctx, a, b, r, st);
-    return r;
-  }
-  TF_ShapeHandle* ranked(int i, int64_t rank) {
-    TF_ShapeHandle* h = fresh();
-    TF_ShapeInferenceContextWithRank(ctx, input(i), rank, h, st);
-    return h;
-  }
-  void out(int i, TF_ShapeHandle* h) { TF_ShapeInferenceContextSetOutput(ctx, i, h, st); }
-  bool ok() const { return TF_GetCode(st) == TF_OK; }
-};
-
 void tab_shape(TF_ShapeInferenceContext* ctx, TF_Status* st) {  // [*s, M]
   Shapes sh{ctx, st, {}};
   TF_ShapeHandle* m = sh.sub(sh.ranked(0, 3), 2, 3);
