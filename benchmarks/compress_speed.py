@@ -41,15 +41,31 @@ WATER = [REPO / "examples" / "water" / "data" / f"data_{i}" for i in range(4)]
 BIN = Path(sys.executable).parent
 
 
-def flops_compressed(model_cfg: dict, nnei: int) -> float:
-    """FLOP estimate of the compressed se_e2_a + energy fitting per atom and step: per pair and
+def flops_compressed(model_cfg: dict, nnei: float) -> float:
+    """FLOP estimate of one inference step of the compressed se_e2_a + energy fitting per atom
+    (the work needed, at nnei = the mean neighbor count inside rcut): per pair and embedding
     output, forward 5 (Horner) + 4 (G^T R) FMAs, backward 10 (G, G') + 9 (dR, ds); the
-    symmetric product and the fitting net as in lammps_speed.flops_per_atom (x3, fwd + bwd)."""
+    symmetric product forward + backward (x3); the fitting net forward + the input gradient
+    only (x2: no weight gradients in inference); 2 FLOP per FMA."""
     d = model_cfg["descriptor"]
     m1, m2 = d["neuron"][-1], d.get("axis_neuron", 4)
     fit = [m1 * m2] + list(model_cfg["fitting_net"]["neuron"]) + [1]
     m_fit = sum(a * b for a, b in zip(fit[:-1], fit[1:], strict=True))
-    return 2 * nnei * m1 * 28 + 3 * 2 * (4 * m1 * m2 + m_fit)
+    return 2 * (nnei * m1 * 28 + 3 * 4 * m1 * m2 + 2 * m_fit)
+
+
+def mean_neighbors(rcut: float) -> float:
+    """Mean number of neighbors inside rcut in the shipped water frames."""
+    import numpy as np
+
+    from deepmd_md.data.neighbor import extend_coord, neighbor_candidates
+    from deepmd_md.data.system import load_system
+
+    s = load_system(str(WATER[0]))
+    coord = s.coord[:2].reshape(2, -1, 3)
+    ext, _, _, _ = extend_coord(coord, np.broadcast_to(s.atype, coord.shape[:2]),
+                                s.box[:2].reshape(2, 9), rcut)
+    return float((neighbor_candidates(ext, coord.shape[1], rcut) >= 0).sum(-1).mean())
 
 
 def water_model() -> dict:
@@ -104,10 +120,13 @@ def dp_models(venv: Path, work: Path, backend: str) -> tuple[Path, Path]:
     return plain, compressed
 
 
-def write_apart(src: Path, dst: Path) -> None:
-    """`write_model(read_model(src), dst)` in a fresh Python (one framework per process)."""
+def write_apart(src: Path, dst: Path, env_op: bool = True) -> None:
+    """`write_model(read_model(src), dst)` in a fresh Python (one framework per process);
+    env_op False: frozen without the fused environment-matrix op (deepmd_md/kernels/env_mat.py:
+    the array-API graph, as before the op existed) for a before/after comparison."""
     code = ("import sys; from deepmd_md.formats import read_model, write_model; "
-            "write_model(read_model(sys.argv[1]), sys.argv[2])")
+            + ("" if env_op else "import deepmd_md.kernels.env_mat as k; k.KERNELS.clear(); ")
+            + "write_model(read_model(sys.argv[1]), sys.argv[2])")
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     subprocess.run([sys.executable, "-c", code, str(src), str(dst)], check=True, env=env)
 
@@ -133,6 +152,15 @@ def main():
     ap.add_argument("--extra", nargs="*", default=[], metavar="LABEL=PATH",
                     help="more model files to run with our lmp, e.g. a compressed .pb frozen "
                     "without the TensorFlow ops (its tables run as reference graph ops)")
+    ap.add_argument("--before", action="store_true",
+                    help="also run our compressed .pth/.pt2 frozen without the fused "
+                    "environment-matrix op (dpmd::env_mat), labelled 'no-env-op'")
+    ap.add_argument("--chunks", type=int, nargs="*", default=[],
+                    help="also run our compressed models with DPMD_MD_CHUNK set to each value "
+                    "(0 = one backend call per step; the core's default is 128)")
+    ap.add_argument("--prepare", action="store_true",
+                    help="write every model (and train/compress DeePMD-kit's) and stop: the slow "
+                    "part, outside a benchmark lock")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
@@ -154,6 +182,17 @@ def main():
             if not path.exists():
                 write_apart(work / f"{name}.dp", path)
             models.append((f"deepmd_md {name} {fmt}", str(BIN / "lmp"), str(path), {}))
+            if name == "plain":
+                continue
+            if args.before and fmt in (".pth", ".pt2"):
+                old = work / f"compressed_no_env_op{fmt}"
+                if not old.exists():
+                    write_apart(work / "compressed.dp", old, env_op=False)
+                models.append((f"deepmd_md compressed {fmt} no-env-op", str(BIN / "lmp"),
+                               str(old), {}))
+            for c in args.chunks:
+                models.append((f"deepmd_md compressed {fmt} chunk={c}", str(BIN / "lmp"),
+                               str(path), {"DPMD_MD_CHUNK": str(c)}))
     for spec in args.extra:
         label, _, path = spec.partition("=")
         models.append((f"deepmd_md {label}", str(BIN / "lmp"), str(Path(path).resolve()), {}))
@@ -173,15 +212,23 @@ def main():
                 models.append((f"deepmd-kit {name} {path.suffix}", str(venv / "bin" / "lmp"),
                                str(path), dp_env))
     models = [m for m in models if not any(k in m[0] for k in args.skip)]
+    if args.prepare:
+        print(f"models written in {work}: " + ", ".join(m[0] for m in models))
+        return
     cfg = data["config"]
     nnei = sum(cfg["descriptor"]["sel"])
-    fl, fc = flops_per_atom(cfg, nnei), flops_compressed(cfg, nnei)
+    nmean = mean_neighbors(float(cfg["descriptor"]["rcut"]))
+    fl, fc = flops_per_atom(cfg, nnei), flops_compressed(cfg, nmean)
     g1 = dgemm_gflops(1)
+    # the limit: every FLOP at the 1-thread fp64 GEMM rate, the ranks in parallel
+    limit = {int(lay.split("x")[0]) * int(lay.split("x")[1]): fc / (int(lay.split("x")[0])
+             * int(lay.split("x")[1]) * g1 * 1e9) * 1e6 for lay in args.layouts}
     print(f"min neighbor distance {rmin:.4f} A; FLOP estimate {fl / 1e6:.2f} MFLOP/atom/step "
-          f"uncompressed, {fc / 1e6:.2f} compressed; fp64 GEMM {g1:.1f} GFLOPS on 1 thread -> "
-          f"compressed limit {fc / (2 * g1 * 1e9) * 1e6:.1f} us/step/atom on 2 ranks; "
-          f"work dir {work}")
-    print(f"{'model':32s} {'atoms':>6s} {'layout':>6s} {'us/step/atom':>13s}")
+          f"uncompressed (x3, sel {nnei}), {fc / 1e6:.2f} compressed inference ({nmean:.1f} "
+          f"neighbors in rcut); fp64 GEMM {g1:.1f} GFLOPS on 1 thread -> compressed FLOP limit "
+          + ", ".join(f"{v:.1f} us/step/atom on {k} cores" for k, v in limit.items())
+          + f"; work dir {work}")
+    print(f"{'model':42s} {'atoms':>6s} {'layout':>6s} {'us/step/atom':>13s}")
     results = []
     for n in args.sizes:
         steps = max(3, int(args.steps / n))
@@ -189,32 +236,52 @@ def main():
             ranks, threads = (int(x) for x in lay.split("x"))
             for name, exe, path, envx in models:
                 r = run(exe, lammps_input(path, REPLICATE[n], steps, 2), ranks, threads, envx)
-                print(f"{name:32s} {n:6d} {lay:>6s} {r['us_step_atom']:13.1f}", flush=True)
+                print(f"{name:42s} {n:6d} {lay:>6s} {r['us_step_atom']:13.1f}", flush=True)
                 results.append({"model": name, "atoms": n, "layout": lay, **r})
-    by = {(r["model"], r["atoms"], r["layout"]): r["us_step_atom"] for r in results}
-    for (name, n, lay), t in by.items():
-        if "compressed" in name:
-            base = by.get((name.replace("compressed", "plain"), n, lay))
-            dp_best = [v for (m, a, la), v in by.items()
-                       if m.startswith("deepmd-kit compressed") and a == n and la == lay]
-            line = f"{name} at {n} atoms ({lay}): " + (
-                f"{base / t:.2f}x faster than uncompressed" if base else "(no uncompressed run)")
-            if dp_best and not name.startswith("deepmd-kit"):
-                line += f"; {t / min(dp_best):.2f} x DeePMD-kit's best compressed time"
-            print(line)
-    for n in args.sizes:
-        for lay in args.layouts:
-            ours = {m: v for (m, a, la), v in by.items()
-                    if m.startswith("deepmd_md compressed") and a == n and la == lay}
-            theirs = {m: v for (m, a, la), v in by.items()
-                      if m.startswith("deepmd-kit compressed") and a == n and la == lay}
-            if ours and theirs:
-                mo, mt = min(ours, key=ours.get), min(theirs, key=theirs.get)
-                print(f"{n} atoms ({lay}): our best compressed ({mo[len('deepmd_md compressed '):]}"
-                      f") / DeePMD-kit's best compressed ({mt[len('deepmd-kit compressed '):]}) = "
-                      f"{ours[mo] / theirs[mt]:.2f} (issue 17's target <= 0.7)")
+    summarize(results, limit)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def summarize(results: list[dict], limit: dict) -> None:
+    """Speed-ups over the uncompressed model, ratios to DeePMD-kit's best compressed model and
+    to the FLOP limit; 'our best' among rows with the defaults, and among every row."""
+    by = {(r["model"], r["atoms"], r["layout"]): r["us_step_atom"] for r in results}
+
+    def base(name):  # "deepmd_md compressed .pth chunk=0" -> "deepmd_md plain .pth"
+        return " ".join(name.split()[:3]).replace("compressed", "plain")
+
+    for (name, n, lay), t in by.items():
+        if "compressed" not in name:
+            continue
+        b = by.get((base(name), n, lay))
+        dp_best = [v for (m, a, la), v in by.items()
+                   if m.startswith("deepmd-kit compressed") and a == n and la == lay]
+        cores = int(lay.split("x")[0]) * int(lay.split("x")[1])
+        line = f"{name} at {n} atoms ({lay}): " + (
+            f"{b / t:.2f}x faster than uncompressed" if b else "(no uncompressed run)")
+        if dp_best and not name.startswith("deepmd-kit"):
+            line += f"; {t / min(dp_best):.2f} x DeePMD-kit's best compressed time"
+        if cores in limit:
+            line += f"; {t / limit[cores]:.1f} x the FLOP limit"
+        print(line)
+    for n in sorted({a for _, a, _ in by}):
+        for lay in sorted({la for _, _, la in by}):
+            theirs = {m: v for (m, a, la), v in by.items()
+                      if m.startswith("deepmd-kit compressed") and a == n and la == lay}
+            ours = {m: v for (m, a, la), v in by.items()
+                    if m.startswith("deepmd_md compressed") and a == n and la == lay}
+            if not (ours and theirs):
+                continue
+            mt = min(theirs, key=theirs.get)
+            for what, rows in (("defaults", {m: v for m, v in ours.items() if len(m.split()) == 3}),
+                               ("any row", ours)):
+                if rows:
+                    mo = min(rows, key=rows.get)
+                    print(f"{n} atoms ({lay}), {what}: our best compressed "
+                          f"({mo[len('deepmd_md compressed '):]}) / DeePMD-kit's best compressed "
+                          f"({mt[len('deepmd-kit compressed '):]}) = {rows[mo] / theirs[mt]:.2f} "
+                          "(issue 17's target <= 0.7)")
 
 
 if __name__ == "__main__":

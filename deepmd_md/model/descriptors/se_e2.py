@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from deepmd_md.errors import ConfigError
+from deepmd_md.kernels import env_mat
 from deepmd_md.kernels.tabulate import fusion
 from deepmd_md.model.descriptors.stats import env_stat_sums, env_stats_from_sums, init_env_stats
-from deepmd_md.model.env import env_matrix
 from deepmd_md.model.nn import apply_embedding_fm, init_net
 from deepmd_md.model.xp import array_namespace
 
@@ -84,16 +84,13 @@ def init_stats(cfg: dict, ntypes: int, dtype) -> dict:
 
 
 def normalised_env(cfg: dict, stats: dict, ext_coord, ext_atype, nlist):
-    """(env - davg[t_i]) / dstd[t_i]: [nf, nloc, nnei, 4|1]. Empty slots equal a neighbor at rcut."""
-    xp = array_namespace(ext_coord)
-    env = env_matrix(ext_coord, nlist, cfg["rcut_smth"], cfg["rcut"], radial_only=is_radial(cfg))
-    nloc = nlist.shape[1]
-    atype = ext_atype[:, :nloc]
-    flat = xp.reshape(atype, (-1,))
-    shape = (atype.shape[0], nloc, 1, env.shape[-1])
-    avg = xp.reshape(xp.take(stats["davg"], flat, axis=0), shape)
-    std = xp.reshape(xp.take(stats["dstd"], flat, axis=0), shape)
-    return (env - avg) / std
+    """(env - davg[t_i]) / dstd[t_i]: [nf, nloc, nnei, 4|1]. Empty slots equal a neighbor at rcut.
+
+    Compressed models (tabulated nets) take the framework's fused op where there is one
+    (deepmd_md/kernels/env_mat.py: first order, like the tabulation ops); others the array math."""
+    return env_mat.normalised(ext_coord, ext_atype, nlist, stats["davg"], stats["dstd"],
+                              cfg["rcut_smth"], cfg["rcut"],
+                              fused=stats.get("compress") is not None)
 
 
 def compute(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, comm=None,

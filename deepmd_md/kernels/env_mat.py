@@ -1,0 +1,111 @@
+"""The normalised environment matrix of compressed models: the fused kernel of
+kernels/env_mat.cc where the framework has one, the array-API math of model/env.py elsewhere.
+
+Rule: a descriptor whose nets are tabulated (`dpmd compress`: stats["compress"]) calls
+`normalised(..., fused=True)`; every other model keeps the array-API graph (fused=False), which
+is also the oracle of the kernels (tests/compress/test_env_mat_kernel.py). The kernels are
+first order only (forces and virials), as the tabulation ops: compressed models are for
+inference.
+
+Dispatch goes through KERNELS as in kernels/tabulate.py: the first entry whose framework is
+imported and whose predicate accepts the coordinates runs (PyTorch tensors: dpmd::env_mat of
+libdpmd_torch_ops.so, when the installed library has it); any other array runs the reference.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+
+from deepmd_md.model.env import env_matrix
+from deepmd_md.model.xp import array_namespace
+
+
+def reference(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth: float, rcut: float):
+    """(env_matrix - davg[t_i]) / dstd[t_i] by array ops (any namespace, complex included).
+
+    ext_coord: [nf, nall, 3]; ext_atype: [nf, nall] (the first nloc are the centers);
+    nlist: [nf, nloc, nnei] (-1 empty); davg, dstd: [ntypes, C] with C = 4, or 1 (radial)
+    -> [nf, nloc, nnei, C]. An empty slot's row is -davg/dstd (env 0)."""
+    xp = array_namespace(ext_coord)
+    ncol = davg.shape[-1]
+    env = env_matrix(ext_coord, nlist, rcut_smth, rcut, radial_only=ncol == 1)
+    nloc = nlist.shape[1]
+    atype = ext_atype[:, :nloc]
+    flat = xp.reshape(atype, (-1,))
+    shape = (atype.shape[0], nloc, 1, ncol)
+    avg = xp.reshape(xp.take(davg, flat, axis=0), shape)
+    std = xp.reshape(xp.take(dstd, flat, axis=0), shape)
+    return (env - avg) / std
+
+
+@dataclass(frozen=True)
+class EnvKernels:
+    """A framework's fused op; fields but `framework` are "module:function", imported on first
+    use and asked only once `framework` is imported (dispatching never imports a framework).
+
+    accepts(ext_coord) -> bool: its array, and the compiled op is available.
+    env_mat(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut): as `reference`."""
+
+    framework: str
+    accepts: str
+    env_mat: str
+
+
+KERNELS: list[EnvKernels] = []
+_resolved: dict[str, object] = {}
+
+
+def register(kernels: EnvKernels) -> None:
+    KERNELS.append(kernels)
+
+
+def _fn(spec: str):
+    if spec not in _resolved:
+        module, name = spec.split(":")
+        _resolved[spec] = getattr(importlib.import_module(module), name)
+    return _resolved[spec]
+
+
+def kernel_for(ext_coord):
+    """The registered fused function for this array, or None (then the reference runs)."""
+    for k in KERNELS:
+        if k.framework in sys.modules and _fn(k.accepts)(ext_coord):
+            return _fn(k.env_mat)
+    return None
+
+
+def normalised(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth: float, rcut: float,
+               fused: bool = False):
+    """The normalised environment matrix [nf, nloc, nnei, C] (shapes: `reference`); by the
+    framework's fused op when `fused` and one accepts ext_coord."""
+    fn = kernel_for(ext_coord) if fused else None
+    if fn is not None:
+        return fn(ext_coord, ext_atype, nlist, davg, dstd, float(rcut_smth), float(rcut))
+    return reference(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut)
+
+
+# -- PyTorch: dpmd::env_mat ---------------------------------------------------------------------
+
+
+def _torch_accepts(x) -> bool:
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        return False
+    from deepmd_md.backends.torch.ops import load_ops
+
+    load_ops(required=False)
+    # an older libdpmd_torch_ops.so has no dpmd::env_mat: the reference then runs
+    return hasattr(torch.ops.dpmd, "env_mat") and x.device.type == "cpu"
+
+
+def _torch_env_mat(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut):
+    import torch
+
+    return torch.ops.dpmd.env_mat(ext_coord, nlist, ext_atype, davg, dstd, rcut_smth, rcut)
+
+
+register(EnvKernels("torch", "deepmd_md.kernels.env_mat:_torch_accepts",
+                    "deepmd_md.kernels.env_mat:_torch_env_mat"))
