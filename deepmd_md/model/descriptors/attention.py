@@ -26,6 +26,7 @@ from deepmd_md.model.xp import array_namespace
 
 SHIFT = 20.0  # the smooth attention's logit shift
 NORM_EPS = 1e-12
+MAX_FREE_SCALE = 30.0  # |scale| up to which the smooth softmax skips the max
 
 
 def init_layer(ng: int, hidden: int, rng: np.random.Generator, dtype, trainable_ln: bool) -> dict:
@@ -39,13 +40,25 @@ def init_layer(ng: int, hidden: int, rng: np.random.Generator, dtype, trainable_
     return layer
 
 
-def _l2_normalize(x):
-    """x / |x| along the last axis (0 stays 0); analytic in x (complex step)."""
+def _rsqrt(a):
+    """1 / sqrt(a), elementwise, written sqrt(a) / a: Paddle 3.3's double backward segfaults
+    on c / a with a constant c when a does not depend on the parameters (its
+    DivideDoubleGradKernel; the pair gate's r^ depends on coordinates only)."""
+    xp = array_namespace(a)
+    return xp.sqrt(a) / a
+
+
+def _inv_norm(x, scale: float = 1.0):
+    """scale / |x| along the last axis, [..., 1] (scale / NORM_EPS where |x| <= NORM_EPS):
+    x times it is x normalised (0 stays 0) with one full-size multiply, where x / |x| with the
+    guard as a where costs two divisions, a select and their derivatives (analytic in x:
+    complex step)."""
     xp = array_namespace(x)
     n2 = xp.sum(x * x, axis=-1, keepdims=True)
     ok = real(n2) > NORM_EPS * NORM_EPS
-    n = xp.sqrt(xp.where(ok, n2, xp.ones_like(n2)))
-    return xp.where(ok, x / n, x / NORM_EPS)
+    inv = _rsqrt(xp.where(ok, n2, xp.ones_like(n2)))
+    return xp.where(ok, inv * scale if scale != 1.0 else inv,
+                    xp.full_like(n2, scale / NORM_EPS))
 
 
 def _masked_softmax(w, mask_k):
@@ -59,18 +72,12 @@ def _masked_softmax(w, mask_k):
     return e / xp.where(real(s) > 0, s, xp.ones_like(s))
 
 
-def _softmax(w):
-    xp = array_namespace(w)
-    e = xp.exp(w - xp.max(real(w), axis=-1, keepdims=True))
-    return e / xp.sum(e, axis=-1, keepdims=True)
-
-
 def _layer_norm(x, ln, eps: float):
     xp = array_namespace(x)
     mu = xp.mean(x, axis=-1, keepdims=True)
     c = x - mu
     var = xp.mean(c * c, axis=-1, keepdims=True)
-    y = c / xp.sqrt(var + eps)
+    y = c * _rsqrt(var + eps)  # one full-size multiply, not a division
     if ln is not None:
         y = y * ln["w"] + ln["b"]
     return y
@@ -78,31 +85,58 @@ def _layer_norm(x, ln, eps: float):
 
 def apply(cfg: dict, layers: list, gg, rr, mask, sw, smooth: bool):
     """attn_layer layers on G [nf, nloc, nnei, M1]; rr: normalised env rows [..., 4];
-    mask [nf, nloc, nnei] real neighbors; sw their switch (0 when empty)."""
+    mask [nf, nloc, nnei] real neighbors; sw their switch (0 when empty).
+
+    Written for speed (training differentiates all of it twice), the same math as the module
+    docstring: everything that does not depend on the layer ([nnei, nnei] gate, switch products,
+    logit shift) is built once; q, k, v come from three products (slices of one [., 3 attn]
+    product cost a zero-filled full-size tensor each in the backward); the normalisation and
+    the logit scale are one multiply by a [..., 1] factor; v's normalisation and out_proj go
+    before the [nnei, nnei] product ((w v) W = w (v W), attn -> M1 columns); the smooth
+    softmax's normaliser divides the [nnei, M1] result instead of the weights, and with unit
+    q, k (|logit| <= 20 + |scale|) it needs no max subtraction."""
     xp = array_namespace(gg)
     hidden = cfg["attn"]
     temp = cfg.get("temperature")
     scale = temp if temp is not None else 1.0 / math.sqrt(hidden * cfg.get("scaling_factor", 1.0))
     eps = cfg.get("ln_eps")
     eps = 1e-5 if eps is None else float(eps)
-    mask_k = mask[..., None, :]
-    row = xp.astype(mask, gg.dtype)[..., None]  # empty slots j attend to nothing
-    sw2 = sw[..., :, None] * sw[..., None, :]
-    gate = None
+    normalize = cfg.get("normalize", True)
+    gate = xp.astype(mask, gg.dtype)[..., None]  # empty slots j attend to nothing
     if cfg.get("attn_dotr", True):
-        rhat = _l2_normalize(rr[..., 1:4])
-        gate = xp.matmul(rhat, xp.matrix_transpose(rhat))
-    gate = row if gate is None else gate * row
+        rhat = _l2_unit(rr[..., 1:4])
+        gate = xp.matmul(rhat, xp.matrix_transpose(rhat)) * gate
+    if smooth:
+        sw2 = sw[..., :, None] * sw[..., None, :]
+        shift = SHIFT * sw2 - SHIFT  # logits (w + 20) sw2 - 20 = w sw2 + shift
+        gate = gate * sw2
+        # unit q and k bound the logits to [-20 - |scale|, |scale|]: exp cannot overflow
+        bounded = normalize and abs(scale) <= MAX_FREE_SCALE
+    else:
+        mask_k = mask[..., None, :]
     for layer in layers:
-        qkv = xp.matmul(gg, layer["in_proj"]["w"]) + layer["in_proj"]["b"]
-        q, k, v = qkv[..., :hidden], qkv[..., hidden : 2 * hidden], qkv[..., 2 * hidden :]
-        if cfg.get("normalize", True):
-            q, k, v = _l2_normalize(q), _l2_normalize(k), _l2_normalize(v)
-        w = xp.matmul(q * scale, xp.matrix_transpose(k))  # [nf, nloc, nnei, nnei]
-        if smooth:
-            w = _softmax((w + SHIFT) * sw2 - SHIFT) * sw2
+        w_in, b_in = layer["in_proj"]["w"], layer["in_proj"]["b"]
+        q, k, v = (xp.matmul(gg, w_in[:, i * hidden:(i + 1) * hidden])
+                   + b_in[i * hidden:(i + 1) * hidden] for i in range(3))
+        vw = xp.matmul(v, layer["out_proj"]["w"])  # [..., nnei, M1]
+        if normalize:
+            q, k = q * _inv_norm(q, scale), k * _inv_norm(k)
+            vw = vw * _inv_norm(v)
         else:
-            w = _masked_softmax(w, mask_k)
-        o = xp.matmul(xp.matmul(w * gate, v), layer["out_proj"]["w"]) + layer["out_proj"]["b"]
-        gg = _layer_norm(gg + o, layer.get("ln"), eps)
+            q = q * scale
+        w = xp.matmul(q, xp.matrix_transpose(k))  # [nf, nloc, nnei, nnei]
+        if smooth:
+            w = w * sw2 + shift
+            if not bounded:
+                w = w - xp.max(real(w), axis=-1, keepdims=True)
+            e = xp.exp(w)
+            o = xp.matmul(e * gate, vw) * (1.0 / xp.sum(e, axis=-1, keepdims=True))
+        else:
+            o = xp.matmul(_masked_softmax(w, mask_k) * gate, vw)
+        gg = _layer_norm(gg + o + layer["out_proj"]["b"], layer.get("ln"), eps)
     return gg
+
+
+def _l2_unit(x):
+    """x / |x| along the last axis (0 stays 0)."""
+    return x * _inv_norm(x)
