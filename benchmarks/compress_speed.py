@@ -20,6 +20,8 @@ per step per atom from LAMMPS' "Loop time" after a warm-up (benchmarks/lammps_sp
   python benchmarks/compress_speed.py --dp-venv /tmp/dp         # + DeePMD-kit (trains it 10 steps)
   python benchmarks/compress_speed.py --dp-venv /tmp/dp --dp-backends pt tf --formats .pth .pt2 .pb
   python benchmarks/compress_speed.py --work /tmp/cb ...        # keep the models for the next run
+  python benchmarks/compress_speed.py --work /tmp/cb --before --prepare   # models only (no lock)
+  python benchmarks/compress_speed.py --replay /tmp/cb/compressed.pth /tmp/cb/compressed_no_env_op.pth
 """
 
 from __future__ import annotations
@@ -161,8 +163,16 @@ def main():
     ap.add_argument("--prepare", action="store_true",
                     help="write every model (and train/compress DeePMD-kit's) and stop: the slow "
                     "part, outside a benchmark lock")
+    ap.add_argument("--replay", nargs="+", metavar="PTH",
+                    help="instead of LAMMPS: time these .pth files' forward_blocked (the core's "
+                    "call) on one chunk of the 1,536-atom box, alternating, CPU time; and the "
+                    "first call's profile split (torch.profiler self time by category)")
+    ap.add_argument("--chunk", type=int, default=128, help="local atoms per --replay call")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    if args.replay:
+        replay(args.replay, args.chunk)
+        return
 
     from deepmd_md.compress import compress
     from deepmd_md.data.neighbor import neighbor_stat
@@ -241,6 +251,101 @@ def main():
     summarize(results, limit)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def chunk_inputs(sel: list[int], n: int):
+    """The core's inputs for its first chunk of n local atoms of the 1,536-atom water box: the
+    chunk's atoms first, then the atoms their lists touch (torch tensors for forward_blocked)."""
+    import numpy as np
+    import torch
+
+    from deepmd_md import keys
+    from deepmd_md.data.system import load_system
+    from deepmd_md.model.frames import blocked_inputs, prepare_frames
+
+    s = load_system(str(WATER[0]))
+    c, box = s.coord[0].reshape(-1, 3), s.box[0].reshape(3, 3)
+    shifts = [i * box[0] + j * box[1] + k * box[2] for i in range(2) for j in range(2)
+              for k in range(2)]
+    coord = np.concatenate([c + v for v in shifts])[None]
+    atype = np.tile(np.asarray(s.atype), 8)[None]
+    cfg = {"type_map": ["O", "H"], "descriptor": {"type": "se_e2_a", "rcut": 6.0, "sel": sel}}
+    prep = prepare_frames(cfg, coord, atype, (2 * box).reshape(1, 9))
+    ext = np.take_along_axis(coord, prep[keys.MAPPING][..., None], axis=1) + prep[keys.SHIFT]
+    rows = prep[keys.NLIST][0, :n]
+    ids, remap = list(range(n)), {i: i for i in range(n)}
+    for j in rows.ravel():
+        if j >= 0 and j not in remap:
+            remap[j] = len(ids)
+            ids.append(j)
+    nl = np.array([[remap[j] if j >= 0 else -1 for j in r] for r in rows])[None]
+    eat = prep[keys.EXT_ATYPE][0, ids][None]
+    nls, center = blocked_inputs(nl, eat[:, :n], sel)
+    return (torch.as_tensor(ext[0, ids][None]), torch.as_tensor(eat),
+            [torch.as_tensor(np.ascontiguousarray(x)) for x in nls],
+            [torch.as_tensor(x) for x in center], False)
+
+
+CATEGORIES = (("tabulate", "tables (dpmd::tabulate_fusion fwd+bwd)"),
+              ("se_a_tab", "env rows + tables in one op (dpmd::se_a_tab fwd+bwd)"),
+              ("env_mat", "env matrix op (dpmd::env_mat fwd+bwd)"))
+
+
+def _category(name: str, shapes: str) -> str:
+    for key, label in CATEGORIES:
+        if key in name:
+            return label
+    if name in ("aten::mm", "aten::tanh", "aten::tanh_backward") or "1600" in shapes \
+            or "240" in shapes:
+        return "fitting net (GEMMs, tanh, descriptor rows per type and their gradient)"
+    if name == "aten::bmm":
+        return "symmetric product D = T T[:16]^T (bmm)"
+    return "everything else (env-matrix array ops, glue, autograd, indexing)"
+
+
+def replay(paths: list[str], n: int) -> None:
+    """CPU ms per forward_blocked call of each .pth on the same chunk, alternating calls
+    (the shared machine's load hits all alike), then the first file's profile by category."""
+    import time
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from deepmd_md.backends.torch.ops import load_ops
+    from deepmd_md.formats import read_model
+
+    torch.set_num_threads(1)
+    load_ops()
+    args = chunk_inputs(list(read_model(paths[0])["config"]["descriptor"]["sel"]), n)
+    print(f"chunk of {n} local atoms, {args[0].shape[1]} atoms in the call, widths "
+          f"{[x.shape[-1] for x in args[2]]}")
+    mods = [torch.jit.load(p) for p in paths]
+    times = [[] for _ in mods]
+    with torch.jit.optimized_execution(False):  # the core's executor
+        for m in mods:
+            for _ in range(3):
+                m.forward_blocked(*args)
+        for _ in range(12):
+            for m, t in zip(mods, times, strict=True):
+                t0 = time.process_time()
+                for _ in range(4):
+                    m.forward_blocked(*args)
+                t.append((time.process_time() - t0) / 4)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(5):
+                mods[0].forward_blocked(*args)
+    for p, t in zip(paths, times, strict=True):
+        t = sorted(t)
+        print(f"{p}: {t[len(t) // 2] * 1e3:.2f} ms/call (median of 12), "
+              f"{t[len(t) // 2] / n * 1e6:.1f} us/atom")
+    cats: dict[str, float] = {}
+    for e in prof.key_averages(group_by_input_shape=True):
+        c = _category(e.key, str(e.input_shapes))
+        cats[c] = cats.get(c, 0.0) + e.self_cpu_time_total
+    total = sum(cats.values())
+    print(f"profile of {paths[0]} (self time):")
+    for c, v in sorted(cats.items(), key=lambda x: -x[1]):
+        print(f"  {100 * v / total:5.1f} %  {c}")
 
 
 def summarize(results: list[dict], limit: dict) -> None:

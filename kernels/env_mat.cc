@@ -101,6 +101,48 @@ void env_mat_backward(const EnvMatParams& p, const T* coord, const int64_t* nlis
   }
 }
 
+namespace {
+
+// rows of centers [a, b) and their first column s; empty slots' em zeroed when skip_empty
+template <typename T>
+void rows_of(const EnvMatParams& p, const T* coord, const int64_t* nlist, const int64_t* atype, const T* avg,
+             const T* std, int64_t nnei, bool skip_empty, int64_t a, int64_t b, T* rows, T* s) {
+  env_mat_forward<T>(p, coord, nlist, atype, avg, std, nnei, a, b, rows);
+  for (int64_t q = a * nnei; q < b * nnei; ++q) {
+    s[q] = rows[4 * q];
+    if (skip_empty && nlist[q] < 0) rows[4 * q] = rows[4 * q + 1] = rows[4 * q + 2] = rows[4 * q + 3] = T(0);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void se_a_block_forward(const EnvMatParams& p, const Table<T>& t, const T* coord, const int64_t* nlist,
+                        const int64_t* atype, const T* avg, const T* std, int64_t nnei, bool skip_empty,
+                        int64_t a, int64_t b, T* rows, T* s, T* out, Overflow* of) {
+  constexpr int64_t kBlock = 16;  // centers per pass: their rows stay in cache for the fusion
+  for (int64_t a0 = a; a0 < b; a0 += kBlock) {
+    const int64_t b0 = a0 + kBlock < b ? a0 + kBlock : b;
+    rows_of<T>(p, coord, nlist, atype, avg, std, nnei, skip_empty, a0, b0, rows, s);
+    fusion_forward<T>(t, s, rows, nnei, 4, a0, b0, out, of);
+  }
+}
+
+template <typename T>
+void se_a_block_backward(const EnvMatParams& p, const Table<T>& t, const T* coord, const int64_t* nlist,
+                         const int64_t* atype, const T* avg, const T* std, int64_t nloc, int64_t nnei,
+                         bool skip_empty, const T* dout, T* rows, T* grad_rows, T* s, T* ds, T* grad_coord) {
+  constexpr int64_t kBlock = 16;
+  for (int64_t a0 = 0; a0 < nloc; a0 += kBlock) {
+    const int64_t b0 = a0 + kBlock < nloc ? a0 + kBlock : nloc;
+    rows_of<T>(p, coord, nlist, atype, avg, std, nnei, skip_empty, a0, b0, rows, s);
+    fusion_backward<T>(t, s, rows, dout, nnei, 4, a0, b0, ds, grad_rows);
+    // d/d row: dem (masked slots are constant rows: env_mat_backward skips them) + ds on s
+    for (int64_t q = a0 * nnei; q < b0 * nnei; ++q) grad_rows[4 * q] += ds[q];
+    env_mat_backward<T>(p, coord, nlist, atype, std, grad_rows, nnei, a0, b0, grad_coord);
+  }
+}
+
 int64_t env_mat_bad_index(const int64_t* nlist, int64_t n, int64_t nall) {
   for (int64_t k = 0; k < n; ++k)
     if (nlist[k] < -1 || nlist[k] >= nall) return nlist[k];
@@ -115,5 +157,15 @@ template void env_mat_backward<float>(const EnvMatParams&, const float*, const i
                                       const float*, const float*, int64_t, int64_t, int64_t, float*);
 template void env_mat_backward<double>(const EnvMatParams&, const double*, const int64_t*, const int64_t*,
                                        const double*, const double*, int64_t, int64_t, int64_t, double*);
+
+#define DPMD_SE_A_INSTANTIATE(T)                                                                            \
+  template void se_a_block_forward<T>(const EnvMatParams&, const Table<T>&, const T*, const int64_t*,          \
+                                      const int64_t*, const T*, const T*, int64_t, bool, int64_t, int64_t, T*, \
+                                      T*, T*, Overflow*);                                                      \
+  template void se_a_block_backward<T>(const EnvMatParams&, const Table<T>&, const T*, const int64_t*,         \
+                                       const int64_t*, const T*, const T*, int64_t, int64_t, bool, const T*,   \
+                                       T*, T*, T*, T*, T*);
+DPMD_SE_A_INSTANTIATE(float)
+DPMD_SE_A_INSTANTIATE(double)
 
 }  // namespace dpmd::kernels

@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "tabulate.h"
+
 namespace dpmd::kernels {
 
 struct EnvMatParams {
@@ -39,5 +41,21 @@ void env_mat_backward(const EnvMatParams& p, const T* coord, const int64_t* nlis
 // Index check: the first entry of nlist [n] outside [-1, nall), or -2 when every one is in range
 // (an op raises its framework's error with it).
 int64_t env_mat_bad_index(const int64_t* nlist, int64_t n, int64_t nall);
+
+// The compressed se_e2_a block in one pass (env rows, then kernels/tabulate's fusion):
+//   out[i] = sum_k G(row_ik[0]) (x) em_ik  [nloc, M, 4], em_ik = row_ik, or 0 for an empty slot
+//   when skip_empty (the engines' masked lists; else an empty slot counts as a row -avg/std).
+// rows [nloc, nnei, 4], s [nloc, nnei]: scratch of the caller. Centers [a, b).
+template <typename T>
+void se_a_block_forward(const EnvMatParams& p, const Table<T>& t, const T* coord, const int64_t* nlist,
+                        const int64_t* atype, const T* avg, const T* std, int64_t nnei, bool skip_empty,
+                        int64_t a, int64_t b, T* rows, T* s, T* out, Overflow* of);
+
+// Its backward, all centers: grad_coord += d(sum dout . out)/d coord (zero it first).
+// Scratch: rows, grad_rows [nloc, nnei, 4], s, ds [nloc, nnei].
+template <typename T>
+void se_a_block_backward(const EnvMatParams& p, const Table<T>& t, const T* coord, const int64_t* nlist,
+                         const int64_t* atype, const T* avg, const T* std, int64_t nloc, int64_t nnei,
+                         bool skip_empty, const T* dout, T* rows, T* grad_rows, T* s, T* ds, T* grad_coord);
 
 }  // namespace dpmd::kernels

@@ -42,15 +42,18 @@ def reference(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth: float, rcut: f
 
 @dataclass(frozen=True)
 class EnvKernels:
-    """A framework's fused op; fields but `framework` are "module:function", imported on first
+    """A framework's fused ops; fields but `framework` are "module:function", imported on first
     use and asked only once `framework` is imported (dispatching never imports a framework).
 
     accepts(ext_coord) -> bool: its array, and the compiled op is available.
-    env_mat(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut): as `reference`."""
+    env_mat(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut): as `reference`.
+    se_a(tab, ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut, skip_empty): as
+    `se_a_block`, or "" when the framework has env_mat only."""
 
     framework: str
     accepts: str
     env_mat: str
+    se_a: str = ""
 
 
 KERNELS: list[EnvKernels] = []
@@ -68,12 +71,26 @@ def _fn(spec: str):
     return _resolved[spec]
 
 
-def kernel_for(ext_coord):
-    """The registered fused function for this array, or None (then the reference runs)."""
+def kernel_for(ext_coord, kind: str = "env_mat"):
+    """The registered fused function `kind` ("env_mat" or "se_a") for this array, or None
+    (then the array-API math runs)."""
     for k in KERNELS:
         if k.framework in sys.modules and _fn(k.accepts)(ext_coord):
-            return _fn(k.env_mat)
+            return _fn(getattr(k, kind)) if getattr(k, kind) else None
     return None
+
+
+def se_a_block(tab: dict, ext_coord, ext_atype, nlist, davg, dstd, rcut_smth: float,
+               rcut: float, skip_empty: bool):
+    """The compressed se_e2_a block in one op, or None when the framework has none:
+    sum_k G(row_k[0]) (x) em_k [nf, nloc, M, 4] with rows = `normalised` [nf, nloc, nnei, 4]
+    and em_k = row_k (0 for empty slots when skip_empty), G the tabulated net `tab`
+    (kernels/tabulate.py) = dpmd::tabulate_fusion(tab, rows[..., 0], em)."""
+    fn = kernel_for(ext_coord, "se_a")
+    if fn is None:
+        return None
+    return fn(tab, ext_coord, ext_atype, nlist, davg, dstd, float(rcut_smth), float(rcut),
+              bool(skip_empty))
 
 
 def normalised(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth: float, rcut: float,
@@ -107,5 +124,15 @@ def _torch_env_mat(ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut):
     return torch.ops.dpmd.env_mat(ext_coord, nlist, ext_atype, davg, dstd, rcut_smth, rcut)
 
 
+def _torch_se_a(tab, ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut, skip_empty):
+    import torch
+
+    if not hasattr(torch.ops.dpmd, "se_a_tab"):  # a library with env_mat only
+        return None
+    return torch.ops.dpmd.se_a_tab(tab["coef"], tab["grid"], tab["net"], ext_coord, nlist,
+                                   ext_atype, davg, dstd, rcut_smth, rcut, skip_empty)
+
+
 register(EnvKernels("torch", "deepmd_md.kernels.env_mat:_torch_accepts",
-                    "deepmd_md.kernels.env_mat:_torch_env_mat"))
+                    "deepmd_md.kernels.env_mat:_torch_env_mat",
+                    "deepmd_md.kernels.env_mat:_torch_se_a"))

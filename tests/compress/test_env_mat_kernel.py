@@ -1,7 +1,9 @@
-"""dpmd::env_mat (kernels/env_mat.cc), the fused environment matrix of compressed models: equal
-to the array-API env_matrix + normalisation (values and gradients) on water frames with empty
-slots and neighbors beyond rcut; gradient = central differences; index errors; first order only;
-compressed models call it, uncompressed ones do not."""
+"""dpmd::env_mat and dpmd::se_a_tab (kernels/env_mat.cc), the fused environment matrix and
+compressed se_e2_a block: env_mat equal to the array-API env_matrix + normalisation (values and
+gradients) on water frames with empty slots and neighbors beyond rcut; gradient = central
+differences; index errors; first order only; se_a_tab = env_mat then tabulate_fusion; compressed
+models call them, uncompressed ones do not. Whole models (compressed = uncompressed, forces =
+-dE/dx, LAMMPS = DeepPot) are checked by the other files of tests/compress."""
 
 from __future__ import annotations
 
@@ -119,9 +121,48 @@ def test_bad_input_and_second_order(env_ops):
         g.sum().backward()
 
 
+def _table(m1: int = 24):
+    """A tabulated random embedding net (1 -> 8 -> m1, tanh) as torch tensors."""
+    import torch
+
+    from deepmd_md.kernels.tabulate import build, make_grid
+    from deepmd_md.model.nn import init_net
+
+    net = init_net(np.random.default_rng(4), [1, 8, m1], False, np.float64, embedding=True)
+    tab = build(net, "tanh", make_grid(-0.5, 3.0, 0.01, 5.0), np.float64)
+    return {k: torch.as_tensor(v) for k, v in tab.items()}
+
+
+@pytest.mark.parametrize("skip_empty", [True, False])
+def test_se_a_block_equals_env_then_fusion(env_ops, skip_empty):
+    """dpmd::se_a_tab = tabulate_fusion(rows[..., 0], rows (masked when skip_empty)) on the
+    kernel's rows, values and coordinate gradients <= 1e-12."""
+    import torch
+
+    ext, eat, nlist = _water_inputs()
+    davg, dstd = _stats(4, torch.float64)
+    tab = _table()
+    x1, x2 = ext.clone().requires_grad_(True), ext.clone().requires_grad_(True)
+    a = env_ops.se_a_tab(tab["coef"], tab["grid"], tab["net"], x1, nlist, eat, davg, dstd, RS, RC,
+                         skip_empty)
+    rows = env_ops.env_mat(x2, nlist, eat, davg, dstd, RS, RC)
+    em = rows * (nlist >= 0)[..., None] if skip_empty else rows
+    nf, nloc, nnei = nlist.shape
+    b = env_ops.tabulate_fusion(tab["coef"], tab["grid"], tab["net"],
+                                rows[..., 0].reshape(nf * nloc, nnei),
+                                em.reshape(nf * nloc, nnei, 4)).reshape(nf, nloc, -1, 4)
+    assert a.shape == b.shape == (nf, nloc, 24, 4)
+    assert (a - b).abs().max().item() <= 1e-12 * b.abs().max().item()
+    w = torch.tensor(np.random.default_rng(3).normal(size=a.shape))
+    ga, = torch.autograd.grad((a * w).sum(), x1)
+    gb, = torch.autograd.grad((b * w).sum(), x2)
+    assert (ga - gb).abs().max().item() <= 1e-12 * gb.abs().max().item()
+
+
 def test_compressed_model_calls_kernel(env_ops, tmp_path):
-    """The frozen compressed .pth calls dpmd::env_mat; the uncompressed one keeps the array
-    graph (training and second derivatives need it)."""
+    """The frozen compressed se_e2_a .pth calls dpmd::se_a_tab (env rows and tables in one op),
+    a compressed se_e2_r dpmd::env_mat; the uncompressed one keeps the array graph (training
+    and second derivatives need it)."""
     import torch
 
     from deepmd_md.compress import compress
@@ -130,10 +171,12 @@ def test_compressed_model_calls_kernel(env_ops, tmp_path):
     data = make_model()
     write_model(data, tmp_path / "p.pth")
     write_model(compress(data, 0.9), tmp_path / "c.pth")
+    write_model(compress(make_model(descriptor="se_e2_r"), 0.9), tmp_path / "r.pth")
 
     def code(p):
         m = torch.jit.load(str(p))
         return m.atom_energy.code_with_constants[0] + m.atom_energy.blocked.code
 
-    assert "env_mat" in code(tmp_path / "c.pth")
-    assert "env_mat" not in code(tmp_path / "p.pth")
+    assert "se_a_tab" in code(tmp_path / "c.pth")
+    assert "env_mat" in code(tmp_path / "r.pth")
+    assert "env_mat" not in code(tmp_path / "p.pth") and "se_a_tab" not in code(tmp_path / "p.pth")

@@ -8,6 +8,8 @@ The neighbor list must be type-blocked (see env.format_nlist): block t = sel[t] 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from deepmd_md.errors import ConfigError
@@ -104,13 +106,16 @@ def compute(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, nlist, c
     """
     sel = list(cfg["sel"])
     widths = sel if widths is None else list(widths)
-    env = normalised_env(cfg, stats, ext_coord, ext_atype, nlist)
+    fused = _fused(cfg, stats, ext_coord)
+    env = None if fused else normalised_env(cfg, stats, ext_coord, ext_atype, nlist)
     nloc = nlist.shape[1]
     atype = ext_atype[:, :nloc]
     blocks, start = [], 0
     for tj, width in enumerate(widths):
         # padded slots inside the block are computed like real empty slots: no mask needed
-        blocks.append((env[:, :, start : start + width, :], None, sel[tj] - width))
+        rows = (_Rows(ext_coord, ext_atype, nlist[:, :, start : start + width], False) if fused
+                else env[:, :, start : start + width, :])
+        blocks.append((rows, None, sel[tj] - width))
         start += width
     return _reduce(cfg, params, stats, atype, blocks)
 
@@ -127,18 +132,52 @@ def compute_blocked(cfg: dict, params: dict, stats: dict, ext_coord, ext_atype, 
     nloc = nlists[0].shape[1]
     atype = ext_atype[:, :nloc]
     blocks = []
+    fused = _fused(cfg, stats, ext_coord)
     for tj, nl in enumerate(nlists):
+        if fused:  # the op skips the padded slots itself
+            mask = xp.astype(nl >= 0, ext_coord.dtype)  # [nf, nloc, w]
+            blocks.append((_Rows(ext_coord, ext_atype, nl, True), mask,
+                           sel[tj] - xp.sum(mask, axis=-1)))
+            continue
         env = normalised_env(cfg, stats, ext_coord, ext_atype, nl)
         mask = xp.astype(nl >= 0, env.dtype)  # [nf, nloc, w]
         blocks.append((env, mask, sel[tj] - xp.sum(mask, axis=-1)))
     return _reduce(cfg, params, stats, atype, blocks)
 
 
+class _Rows(NamedTuple):
+    """A type block left to the fused compressed se_e2_a op (env rows never leave it):
+    nlist [nf, nloc, w]; skip_empty: padded slots add nothing (their mask is 0)."""
+
+    ext_coord: object
+    ext_atype: object
+    nlist: object
+    skip_empty: bool
+
+
+def _fused(cfg: dict, stats: dict, ext_coord) -> bool:
+    """Compressed se_e2_a on a framework with the one-op block (kernels/env_mat.py)."""
+    return (stats.get("compress") is not None and not is_radial(cfg)
+            and env_mat.kernel_for(ext_coord, "se_a") is not None)
+
+
+def _fused_part(cfg: dict, stats: dict, tab: dict, net: dict, rows: _Rows, mask):
+    """G^T R [nf, nloc, M1, 4] of a _Rows block: the op, or (a library without it) the env
+    rows and the tabulation op."""
+    part = env_mat.se_a_block(tab, rows.ext_coord, rows.ext_atype, rows.nlist, stats["davg"],
+                              stats["dstd"], cfg["rcut_smth"], cfg["rcut"], rows.skip_empty)
+    if part is not None:
+        return part
+    env = normalised_env(cfg, stats, rows.ext_coord, rows.ext_atype, rows.nlist)
+    return _tabulated(cfg, tab, net, env, mask)
+
+
 def _reduce(cfg: dict, params: dict, stats: dict, atype, blocks):
     """G^T R / nnei (or sum G / nnei) over type blocks, then D.
 
-    blocks[tj] = (env [nf, nloc, w, c], mask [nf, nloc, w] or None, n_empty: int or
-    [nf, nloc]): empty slots left out of env, each adding the closed-form empty-slot term."""
+    blocks[tj] = (env [nf, nloc, w, c] or a _Rows left to the fused op, mask [nf, nloc, w] or
+    None, n_empty: int or [nf, nloc]): empty slots left out of env, each adding the closed-form
+    empty-slot term."""
     xp = array_namespace(atype)
     sel = list(cfg["sel"])
     ntypes = len(sel)
@@ -149,11 +188,12 @@ def _reduce(cfg: dict, params: dict, stats: dict, atype, blocks):
     for tj, (block, mask, n_empty) in enumerate(blocks):
         for ti in [None] if one_side else range(ntypes):
             net = params[f"t{tj}"] if one_side else params[f"t{ti}_{tj}"]
-            nf, nloc, w = block.shape[:3]
             if tables is not None:  # compressed: the fused tabulate + contract kernel
-                part = _tabulated(cfg, tables[f"t{tj}" if one_side else f"t{ti}_{tj}"], net,
-                                  block, mask)
+                tab = tables[f"t{tj}" if one_side else f"t{ti}_{tj}"]
+                part = (_fused_part(cfg, stats, tab, net, block, mask)
+                        if isinstance(block, _Rows) else _tabulated(cfg, tab, net, block, mask))
             else:
+                nf, nloc, w = block.shape[:3]
                 s = xp.reshape(block[..., 0], (1, nf * nloc * w))
                 g = apply_embedding_fm(net, s, act)  # [M1, pairs]
                 g = xp.permute_dims(xp.reshape(g, (g.shape[0], nf, nloc, w)), (1, 2, 0, 3))
