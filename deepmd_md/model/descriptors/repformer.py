@@ -184,25 +184,33 @@ class _Geometry:
         return x * w[..., None]
 
 
-def _hg(geo: _Geometry, g, h2):
-    """h2^T (w g) / N': [nf, nloc, 3, d]."""
+def _grrg(hw, g, axis: int):
+    """Symmetrization: hg[:, :axis]^T hg / 3, [nf, nloc, axis * d], with hg = hw^T g [nf, nloc,
+    3, d] and hw = w h2 / N' (sym_weights)."""
     xp = array_namespace(g)
-    hg = xp.matmul(xp.matrix_transpose(h2), geo.weight(g))
-    return hg * (geo.inv_sym[..., None] if not isinstance(geo.inv_sym, float) else geo.inv_sym)
-
-
-def _grrg(geo: _Geometry, g, h2, axis: int):
-    """Symmetrization: hg[:, :axis]^T hg / 3, [nf, nloc, axis * d]."""
-    xp = array_namespace(g)
-    hg = _hg(geo, g, h2)
+    hg = xp.matmul(xp.matrix_transpose(hw), g)
     out = xp.matmul(xp.matrix_transpose(hg[..., :axis]), hg) / 3.0  # [nf, nloc, axis, d]
     return xp.reshape(out, (*out.shape[:2], out.shape[2] * out.shape[3]))
 
 
-def _nsum(geo: _Geometry, x):
-    """1/N sum_j x_j over neighbor slots (x already weighted): [nf, nloc, d]."""
+def _sym_weights(geo: _Geometry, h2):
+    """w h2 / N' [nf, nloc, nnei, 3]: the weights and normaliser of both symmetrizations of a
+    layer applied once to the 3-wide h2 instead of to each d-wide input."""
+    inv = geo.inv_sym if isinstance(geo.inv_sym, float) else geo.inv_sym[..., None]
+    return geo.weight(h2) * inv
+
+
+def _nsum(wrow, x):
+    """1/N sum_j w_j x_j over neighbor slots: wrow = w / N as [nf, nloc, 1, nnei] (sum_weights),
+    x [nf, nloc, nnei, d] -> [nf, nloc, d] (one product, no weighted copy of x)."""
     xp = array_namespace(x)
-    return xp.sum(x, axis=2) * geo.inv_n
+    return xp.reshape(xp.matmul(wrow, x), (x.shape[0], x.shape[1], x.shape[-1]))
+
+
+def _sum_weights(geo: _Geometry):
+    xp = array_namespace(geo.sw)
+    w = (geo.sw if geo.smooth else geo.fmask) * geo.inv_n
+    return xp.reshape(w, (w.shape[0], w.shape[1], 1, w.shape[2]))
 
 
 def _attn2_weights(rf: dict, p: dict, geo: _Geometry, g2, h2):
@@ -299,13 +307,16 @@ def layer(rf: dict, p: dict, geo: _Geometry, g1_ext, g2, h2, nlist, last: bool):
                 uph.append(_attn2_h2(p, a, h2))
     if rf["update_g1_has_conv"]:
         if rf["g1_out_conv"]:
-            up1.append(_nsum(geo, geo.weight(_apply(p["proj_g1g2"], g2) * gg1)))
-        else:
-            mlp_in.append(_nsum(geo, geo.weight(g2 * _apply(p["proj_g1g2"], gg1))))
+            up1.append(_nsum(_sum_weights(geo), _apply(p["proj_g1g2"], g2) * gg1))
+        else:  # P g1_j: the row-wise map before the gather
+            pg1 = gather_rows(_apply(p["proj_g1g2"], g1_ext), nlist)
+            mlp_in.append(_nsum(_sum_weights(geo), g2 * pg1))
+    if rf["update_g1_has_grrg"] or rf["update_g1_has_drrd"]:
+        hw = _sym_weights(geo, h2)
     if rf["update_g1_has_grrg"]:
-        mlp_in.append(_grrg(geo, g2, h2, rf["axis_neuron"]))
+        mlp_in.append(_grrg(hw, g2, rf["axis_neuron"]))
     if rf["update_g1_has_drrd"]:
-        mlp_in.append(_grrg(geo, gg1, h2, rf["axis_neuron"]))
+        mlp_in.append(_grrg(hw, gg1, rf["axis_neuron"]))
     x = mlp_in[0] if len(mlp_in) == 1 else xp.concat(mlp_in, axis=-1)
     up1.append(activate(_apply(p["linear1"], x), act))
     if rf["update_g1_has_attn"]:

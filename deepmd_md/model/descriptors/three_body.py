@@ -47,4 +47,7 @@ def compute(params: dict, rr, table, ext_atype, nlist, activation: str):
         g = y * first["idt"] if "idt" in first else y
         if len(layers) > 1:
             g = apply_net({"layers": layers[1:]}, g, activation, embedding=True)
-    return xp.sum(g * cos[..., None], axis=(2, 3)) / (nnei * nnei)  # int: exact when traced
+    # sum_jk c_jk G_jk as one product per center (no weighted copy of G); int: exact when traced
+    cw = xp.reshape(cos, (nf, nloc, 1, nnei * nnei)) / (nnei * nnei)
+    out = xp.matmul(cw, xp.reshape(g, (nf, nloc, nnei * nnei, g.shape[-1])))
+    return xp.reshape(out, (nf, nloc, g.shape[-1]))
