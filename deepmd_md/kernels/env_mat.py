@@ -8,8 +8,9 @@ first order only (forces and virials), as the tabulation ops: compressed models 
 inference.
 
 Dispatch goes through KERNELS as in kernels/tabulate.py: the first entry whose framework is
-imported and whose predicate accepts the coordinates runs (PyTorch tensors: dpmd::env_mat of
-libdpmd_torch_ops.so, when the installed library has it); any other array runs the reference.
+imported and whose predicate accepts the coordinates runs (PyTorch tensors: dpmd::env_mat and
+dpmd::se_a_tab of libdpmd_torch_ops.so; TensorFlow arrays: DpmdSeATab of libdpmd_tf_ops.so;
+each when the installed library has it); any other array runs the array-API math.
 """
 
 from __future__ import annotations
@@ -136,3 +137,59 @@ def _torch_se_a(tab, ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut, s
 register(EnvKernels("torch", "deepmd_md.kernels.env_mat:_torch_accepts",
                     "deepmd_md.kernels.env_mat:_torch_env_mat",
                     "deepmd_md.kernels.env_mat:_torch_se_a"))
+
+
+# -- TensorFlow: DpmdSeATab (the se_e2_a block only) ---------------------------------------------
+
+_tf_grads = False
+
+
+def _tf_accepts(x) -> bool:
+    from deepmd_md.backends.tensorflow.ops import load_ops
+    from deepmd_md.backends.tensorflow.xp_tf import TFArray
+
+    if not isinstance(x, TFArray):
+        return False
+    ops = load_ops()
+    if ops is None or not hasattr(ops, "dpmd_se_a_tab"):
+        return False
+    _tf_register_gradients()
+    return True
+
+
+def _tf_register_gradients() -> None:
+    """DpmdSeATabGrad as DpmdSeATab's gradient (first order; its own gradient raises)."""
+    global _tf_grads
+    if _tf_grads:
+        return
+    from deepmd_md.backends.tensorflow.ops import _no_second_order, load_ops
+    from deepmd_md.backends.tensorflow.xp_tf import tf
+
+    ops = load_ops()
+
+    @tf.RegisterGradient("DpmdSeATab")
+    def _grad(op, dy):
+        return [None, None, None, ops.dpmd_se_a_tab_grad(*op.inputs, dy), None, None, None,
+                None, None]
+
+    tf.RegisterGradient("DpmdSeATabGrad")(_no_second_order)
+    _tf_grads = True
+
+
+def _tf_se_a(tab, ext_coord, ext_atype, nlist, davg, dstd, rcut_smth, rcut, skip_empty):
+    from deepmd_md.backends.tensorflow.ops import load_ops
+    from deepmd_md.backends.tensorflow.xp_tf import TFArray, tf
+
+    def t(x, dtype=None):
+        x = x.t if isinstance(x, TFArray) else tf.convert_to_tensor(x)
+        return x if dtype is None or x.dtype == dtype else tf.cast(x, dtype)
+
+    coord = t(ext_coord)
+    params = tf.constant([rcut_smth, rcut, 1.0 if skip_empty else 0.0], tf.float64)
+    return TFArray(load_ops().dpmd_se_a_tab(
+        t(tab["coef"]), t(tab["grid"]), t(tab["net"]), coord, t(nlist, tf.int64),
+        t(ext_atype, tf.int64), t(davg, coord.dtype), t(dstd, coord.dtype), params))
+
+
+register(EnvKernels("tensorflow", "deepmd_md.kernels.env_mat:_tf_accepts", "",
+                    "deepmd_md.kernels.env_mat:_tf_se_a"))

@@ -1,5 +1,6 @@
 """Compressed models in TensorFlow: the frozen `.pb` calls DpmdTabulate / DpmdTabulateFusion
-(libdpmd_tf_ops.so, the C++ kernel of the PyTorch ops): its values equal the compressed `.pth`
+(or DpmdSeATab for se_e2_a where the library has it) (libdpmd_tf_ops.so, the C++ kernels of the
+PyTorch ops): its values equal the compressed `.pth`
 and the NumPy reference, forces are -dE/dx (central differences of the graph's energy), LAMMPS
 on 1 and 2 ranks equals DeepPot, and a second derivative raises."""
 
@@ -19,6 +20,14 @@ from deepmd_md.model.frames import prepare_frames
 pytest.importorskip("tensorflow")
 KEYS = ["se_e2_a", "se_atten_v2", "dpa2-strip"]
 OP = {"se_e2_a": "DpmdTabulateFusion", "se_atten_v2": "DpmdTabulate", "dpa2-strip": "DpmdTabulate"}
+
+
+def se_a_op() -> str:
+    """The op of a compressed se_e2_a .pb: DpmdSeATab (env rows and tables in one op,
+    deepmd_md/kernels/env_mat.py) when the library has it, else DpmdTabulateFusion."""
+    from deepmd_md.backends.tensorflow.ops import load_ops
+
+    return "DpmdSeATab" if hasattr(load_ops(), "dpmd_se_a_tab") else "DpmdTabulateFusion"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +77,8 @@ def test_graph_holds_the_ops(frozen):
 
     key, _, _, pb, _ = frozen
     ops = {n.op for n in _graph_def(str(pb)).node}
-    assert {OP[key], OP[key] + "Grad"} <= ops
+    op = se_a_op() if key == "se_e2_a" else OP[key]
+    assert {op, op + "Grad"} <= ops
     assert "Floor" not in ops  # the reference's interval search
 
 
@@ -188,7 +198,7 @@ def test_lammps_pb_equals_deeppot(water_models, lmp_env, tmp_path):
     pb = tmp_path / "comp.pb"
     p = run_dpmd("freeze", "-c", str(comp), "-o", str(pb), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "DpmdTabulateFusion" in {n.op for n in _graph_def(str(pb)).node}
+    assert se_a_op() in {n.op for n in _graph_def(str(pb)).node}
     for nranks in (1, 2):
         res = run_driver({"commands": _lines(pb)}, tmp_path / f"r{nranks}", lmp_env, np_=nranks)
         for model in (pb, comp):

@@ -180,3 +180,38 @@ def test_compressed_model_calls_kernel(env_ops, tmp_path):
     assert "se_a_tab" in code(tmp_path / "c.pth")
     assert "env_mat" in code(tmp_path / "r.pth")
     assert "env_mat" not in code(tmp_path / "p.pth") and "se_a_tab" not in code(tmp_path / "p.pth")
+
+
+def test_tensorflow_op_equals_torch_op(env_ops):
+    """DpmdSeATab (libdpmd_tf_ops.so) = dpmd::se_a_tab: values and coordinate gradients
+    (through the registered gradient), float64, masked and not."""
+    tf = pytest.importorskip("tensorflow")
+    import torch
+
+    from deepmd_md.backends.tensorflow.ops import load_ops
+    from deepmd_md.kernels.env_mat import _tf_register_gradients
+
+    ops = load_ops()
+    if ops is None or not hasattr(ops, "dpmd_se_a_tab"):
+        pytest.skip("libdpmd_tf_ops.so without DpmdSeATab: rebuild (make install)")
+    _tf_register_gradients()
+    ext, eat, nlist = _water_inputs()
+    davg, dstd = _stats(4, torch.float64)
+    tab = _table()
+    w = np.random.default_rng(6).normal(size=(*nlist.shape[:2], 24, 4))
+    for skip in (True, False):
+        x = ext.clone().requires_grad_(True)
+        a = env_ops.se_a_tab(tab["coef"], tab["grid"], tab["net"], x, nlist, eat, davg, dstd, RS,
+                             RC, skip)
+        ga, = torch.autograd.grad((a * torch.tensor(w)).sum(), x)
+        xt = tf.constant(ext.numpy())
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            b = ops.dpmd_se_a_tab(*(tf.constant(tab[k].numpy()) for k in ("coef", "grid", "net")),
+                                  xt, tf.constant(nlist.numpy()), tf.constant(eat.numpy()),
+                                  tf.constant(davg.numpy()), tf.constant(dstd.numpy()),
+                                  tf.constant([RS, RC, float(skip)], tf.float64))
+            loss = tf.reduce_sum(b * w)
+        gb = tape.gradient(loss, xt)
+        np.testing.assert_allclose(b.numpy(), a.detach().numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(gb.numpy(), ga.numpy(), rtol=0, atol=1e-12)
