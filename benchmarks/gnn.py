@@ -18,14 +18,22 @@ seed to S + 9 (train_water.py's rule; S = 1 keeps the shipped seeds of se_atten_
 mean and sample standard deviation of the validation RMSEs per code: after a few hundred steps
 the RMSE varies with the seed, so two codes agree when their spreads overlap.
 
-Uses benchmarks/train_water.py's runners (same timing rule: each code's own 'average training
-time', which leaves out the first steps). Machines differ 2x: only ratios within a run count.
+Uses benchmarks/train_water.py's runners. Timing rule, the same steps for both codes: ours is
+our 'average training time' (steps 11-N, sampling included, validation and checkpoints
+excluded); DeePMD-kit's is the sum of its own per-interval wall times ("Batch N: total wall
+time") over the intervals after step 10, i.e. steps 11-N too. Its 'average training time' is not
+used: with N <= 2 disp_freq it averages every interval, the first (warm-up) step included
+(its dpmodel/train/timing.py), and each interval's wall time includes the validation run at its
+end. So the inputs get no validation_data (both codes: RMSEs come from the `test` run on data_3
+after training; validation changes no weight). Machines differ 2x: only ratios within a run
+count.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,24 +41,53 @@ from pathlib import Path
 import train_water as tw
 
 EXAMPLES = ("se_atten_v2", "dpa2", "dpa3")
-DISP_FREQ = 10  # both codes' s/step then average steps 11-N (see _workdir)
-_tw_workdir = tw._workdir
+DISP_FREQ = 10  # DeePMD-kit's intervals then end at steps 10, 20, ...: steps 11-N timed
+WARM = 10  # steps left out of both timings (ours: the trainer's rule)
+_tw_workdir, _tw_run = tw._workdir, tw._run
+_LAST_TRAIN = {"out": ""}  # output of the last `train` command (for DeePMD-kit's interval lines)
 
 
 def _workdir(tmp: Path, name: str, steps: int) -> Path:
-    """train_water's work folder with disp_freq 10: DeePMD-kit's 'average training time'
-    leaves out the first disp_freq steps only when numb_steps >= 2 disp_freq; below that (20
-    steps with train_water's disp_freq 100) it printed 14.8 and 21.1 s/step for se_atten_v2
-    steps that took 2.9 s (its own per-batch wall-time lines, disp_freq 5, 2026-12-01).
-    Ours averages steps 11-N whatever disp_freq is; validation is outside both timings."""
+    """train_water's work folder with disp_freq 10 and no validation_data (see the module
+    docstring: DeePMD-kit's intervals would include a validation run each)."""
     d = _tw_workdir(tmp, name, steps)
     cfg = json.loads((d / "input.json").read_text())
     cfg["training"]["disp_freq"] = min(DISP_FREQ, max(steps // 2, 1))
+    cfg["training"].pop("validation_data", None)
     (d / "input.json").write_text(json.dumps(cfg, indent=1))
     return d
 
 
-tw._workdir = _workdir
+def _run(cmd, cwd, env) -> str:
+    out = _tw_run(cmd, cwd, env)
+    if "train" in map(str, cmd):
+        _LAST_TRAIN["out"] = out
+    return out
+
+
+tw._workdir, tw._run = _workdir, _run
+
+
+def dp_steady(out: str, warm: int = WARM) -> tuple[float, int]:
+    """DeePMD-kit's s/step over the steps after `warm` from its interval lines (an interval
+    counts when it starts at or after step warm): (s/step, steps timed)."""
+    marks = re.findall(r"Batch\s+(\d+): total wall time = ([0-9.]+) s", out)
+    prev, total, n = 0, 0.0, 0
+    for b, t in marks:
+        if prev >= warm:
+            total, n = total + float(t), n + int(b) - prev
+        prev = int(b)
+    if not n:
+        raise SystemExit(f"no DeePMD-kit interval after step {warm}: give --steps > {warm}")
+    return total / n, n
+
+
+def deepmd_kit(tmp: Path, venv: Path, steps: int, env) -> dict:
+    """DeePMD-kit PT run (train_water's), s/step replaced by dp_steady's."""
+    r = tw.deepmd_kit(tmp, venv, "pt", steps, env)
+    r["s_per_step_dp_avg"] = r["s_per_step"]  # its own 'average training time' line
+    r["s_per_step"], r["steps_timed"] = dp_steady(_LAST_TRAIN["out"])
+    return r
 
 
 def main() -> None:
@@ -79,8 +116,7 @@ def main() -> None:
             tw.NAME = ex
             rows = {}
             if args.dp_venv:
-                rows["deepmd-kit pt"] = tw.deepmd_kit(tmp / ex, args.dp_venv, "pt", args.steps,
-                                                      env)
+                rows["deepmd-kit pt"] = deepmd_kit(tmp / ex, args.dp_venv, args.steps, env)
                 print(ex, rows["deepmd-kit pt"], flush=True)
             for b in args.backends:
                 rows[f"deepmd_md {b}"] = tw.ours(tmp / ex, b, args.steps, env)
@@ -88,7 +124,8 @@ def main() -> None:
             table.append((ex, rows))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nwater, {args.steps} steps, {args.threads} threads, validation data_3")
+    print(f"\nwater, {args.steps} steps, {args.threads} threads, s/step over steps "
+          f"{WARM + 1}-{args.steps} (both codes), RMSE on data_3, peak RSS of the training process")
     print(f"{'example':<12s} {'run':<22s} {'s/step':>8s} {'vs DP-PT':>9s} {'E meV/atom':>11s} "
           f"{'F eV/A':>8s} {'peak MiB':>9s}")
     for ex, rows in table:
@@ -97,6 +134,9 @@ def main() -> None:
             ratio = f"{r['s_per_step'] / base['s_per_step']:.2f}x" if base else "-"
             print(f"{ex:<12s} {k:<22s} {r['s_per_step']:8.3f} {ratio:>9s} "
                   f"{r['e_rmse_mev_atom']:11.2f} {r['f_rmse']:8.3f} {r['peak_rss_mib']:9.0f}")
+        if base:
+            print(f"{'':<12s} (DeePMD-kit: {base['steps_timed']} steps timed; its own 'average "
+                  f"training time' line said {base['s_per_step_dp_avg']:.3f}, not used)")
 
 
 def step_profile(example: str, nsteps: int, threads: int, compiled: bool) -> None:
@@ -160,7 +200,7 @@ def seed_sweep(args) -> None:
                 tw.SEED = seed
                 codes = [("deepmd-kit pt", None)] if args.dp_venv else []
                 for code, b in codes + [(f"deepmd_md {b}", b) for b in args.backends]:
-                    r = (tw.deepmd_kit(tmp / ex, args.dp_venv, "pt", args.steps, env) if b is None
+                    r = (deepmd_kit(tmp / ex, args.dp_venv, args.steps, env) if b is None
                          else tw.ours(tmp / ex, b, args.steps, env))
                     runs.setdefault((ex, code), []).append(r)
                     print(f"{ex} seed {seed} {code}: E {r['e_rmse_mev_atom']:.3f} meV/atom, "
