@@ -151,8 +151,9 @@ def geometry(rf: dict, stats: dict, ext_coord, atype, nlist, mask,
     """Everything the layers need from coordinates.
 
     nlist [nf, nloc, nnei] (-1 = empty; empty slots gather atom 0 and are masked); mask: its
-    valid slots (exclusions applied). Returns sw, h [.., 3], edge_in (normalised s or r),
-    r, a_mask / a_sw [nf, nloc, a_sel] and cos [nf, nloc, a_sel, a_sel] (angle input)."""
+    valid slots (exclusions applied). Returns sw, h [.., 3], hw = sw h, edge_in (normalised s
+    or r), a_mask / a_sw [nf, nloc, a_sel], a_sw_row [nf, nloc, 1, a_sel] and cos [nf, nloc,
+    a_sel, a_sel] (angle input, symmetric)."""
     xp = array_namespace(ext_coord)
     nloc = nlist.shape[1]
     diff = gather_rows(ext_coord, nlist) - ext_coord[:, :nloc, None, :]
@@ -178,13 +179,15 @@ def geometry(rf: dict, stats: dict, ext_coord, atype, nlist, mask,
     pair = a_mask[:, :, :, None] & a_mask[:, :, None, :]
     cos = xp.where(pair, cos, xp.zeros_like(cos))
     edge_in = xp.where(mask, r, zero) if rf["edge_init_use_dist"] else env[..., 0]
-    return {"sw": sw, "h": env[..., 1:], "edge_in": edge_in, "a_mask": a_mask, "a_sw": a_sw,
-            "cos": cos}
+    h = env[..., 1:]
+    return {"sw": sw, "h": h, "edge_in": edge_in, "a_mask": a_mask, "a_sw": a_sw, "cos": cos,
+            # the same in every layer: switched h, and a_sw as a row for the sums over k
+            "hw": h * sw[..., None], "a_sw_row": xp.reshape(a_sw, (a_sw.shape[0], nloc, 1, asel))}
 
 
 def init_features(rf: dict, params: dict, geo: dict, act: str):
     """Initial edge [nf, nloc, nnei, e_dim] and angle [nf, nloc, a_sel, a_sel, a_dim] features
-    (angle None when no layer reads it)."""
+    (angle None when no layer reads it; the layers keep its slots k-major: [.., k, j, :])."""
     pe = params["edge_embd"]
     edge = geo["edge_in"][..., None] * pe["w"][0] + pe["b"]
     if not rf["edge_init_use_dist"]:
@@ -229,45 +232,54 @@ def _update(rf: dict, x, terms: list, res):
 
 def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
     """One RepFlow layer: node features of local and ghost atoms node_ext [nf, nall, n_dim],
-    edge [nf, nloc, nnei, e_dim], angle [nf, nloc, a_sel, a_sel, a_dim] -> (node [nf, nloc,
-    n_dim], edge, angle) updated (angle unchanged without update_angle; edge and angle
-    unchanged in a node-only layer, see node_only()).
+    edge [nf, nloc, nnei, e_dim], angle [nf, nloc, a_sel (k), a_sel (j), a_dim] -> (node
+    [nf, nloc, n_dim], edge, angle) updated (angle unchanged without update_angle; edge and
+    angle unchanged in a node-only layer, see node_only()).
 
     Every update reads the layer's input features, or with sequential_update (res_residual
     only): edge self-update, then angle (reading the new edges), then the angle message to the
-    edges (new edges and angles), then the nodes (final edges)."""
+    edges (new edges and angles), then the nodes (final edges).
+
+    Cost (this step is differentiated twice in force training, so every full-size op counts
+    about three times): the angle tensors are stored k-major, so the message to edge j,
+    sum_k a_sw_k act(..)_kj, is one product per center over a contiguous [a_sel, a_sel * e]
+    block; the neighbor-weighted sums are products with the [..., 1, nnei] weights; the
+    linear maps of [n_i, n_j, ...] add their small (per-center, per-edge) parts first, so
+    one full-size sum is left per broadcast axis; row-wise maps of n_j are applied to the
+    nall rows before the gather."""
     xp = array_namespace(node_ext)
     nf, nloc, nnei = nlist.shape
     n_dim, e_dim = rf["n_dim"], rf["e_dim"]
     node = node_ext[:, :nloc, :]
-    nei = gather_rows(node_ext, nlist)  # [nf, nloc, nnei, n]
-    sw = geo["sw"][..., None]
+    asel, a_dim = rf["a_sel"], rf["a_dim"]
+    nc, ec = compressed_dims(rf)
     # neighbor-count normalisers: the slot counts, or e_sel / sel_reduce_factor (a_sel / ...)
     # with use_dynamic_sel
     e_norm, a_norm = float(nnei), float(rf["a_sel"])
     if rf.get("use_dynamic_sel", False):
         e_norm, a_norm = e_norm / rf["sel_reduce_factor"], a_norm / rf["sel_reduce_factor"]
-    asel, a_dim = rf["a_sel"], rf["a_dim"]
-    nc, ec = compressed_dims(rf)
+    sw_row = xp.reshape(geo["sw"] / e_norm, (nf, nloc, 1, nnei))  # weights of the edge sums
 
     def node_terms(edge):
         terms = [activate(_lin(p["node_self"], node), act)]
-        hw = geo["h"] * sw
         axis = rf["axis_neuron"]
-        sym = xp.concat([_symmetrize(edge, hw, e_norm, axis), _symmetrize(nei, hw, e_norm, axis)],
-                        axis=-1)
+        nei = gather_rows(node_ext, nlist)  # [nf, nloc, nnei, n]
+        sym = xp.concat([_symmetrize(edge, geo["hw"], e_norm, axis),
+                         _symmetrize(nei, geo["hw"], e_norm, axis)], axis=-1)
         terms.append(activate(_lin(p["node_sym"], sym), act))
-        msg = xp.sum(activate(pair_linear(p["node_edge"], edge), act) * sw, axis=2) / e_norm
+        y = activate(pair_linear(p["node_edge"], edge), act)  # [nf, nloc, nnei, n * heads]
+        msg = xp.reshape(xp.matmul(sw_row, y), (nf, nloc, y.shape[-1]))
         for h in range(rf["n_multi_edge_message"]):
             terms.append(msg[..., h * n_dim:(h + 1) * n_dim])
         return terms
 
     def pair_linear(q, edge):  # L([n_i, n_j, e_ij]) from the row blocks of W
         w = q["w"]
-        return (xp.matmul(node, w[:n_dim])[:, :, None, :] + xp.matmul(nei, w[n_dim:2 * n_dim])
-                + xp.matmul(edge, w[2 * n_dim:]) + q["b"])
+        y_i = (xp.matmul(node, w[:n_dim]) + q["b"])[:, :, None, :]
+        y_j = gather_rows(xp.matmul(node_ext, w[n_dim:2 * n_dim]), nlist)
+        return xp.matmul(edge, w[2 * n_dim:]) + (y_j + y_i)
 
-    def angle_linear(q, edge, angle):  # L([a_ijk, n'_i, e'_ik, e'_ij]) from the row blocks of W
+    def compressed(edge):  # n'_i [nf, nloc, nc] and e'_ij [nf, nloc, a_sel, ec]
         node_c, edge_c = node, edge[:, :, :asel, :]
         if rf["a_compress_rate"]:
             if rf["a_compress_use_split"]:
@@ -275,27 +287,31 @@ def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
             else:
                 node_c = xp.matmul(node_c, p["a_compress_n"]["w"])
                 edge_c = xp.matmul(edge_c, p["a_compress_e"]["w"])
+        return node_c, edge_c
+
+    def angle_linear(q, comp, angle):  # L([a_ijk, n'_i, e'_ik, e'_ij]), angle k-major
+        node_c, edge_c = comp
         w = q["w"]
         ww = (w[:a_dim], w[a_dim:a_dim + nc], w[a_dim + nc:a_dim + nc + ec], w[a_dim + nc + ec:])
-        y_n = xp.matmul(node_c, ww[1])[:, :, None, None, :]
-        y_k = xp.matmul(edge_c, ww[2])[:, :, None, :, :]
-        y_j = xp.matmul(edge_c, ww[3])[:, :, :, None, :]
-        return xp.matmul(angle, ww[0]) + y_n + y_k + y_j + q["b"]
+        y_ik = (xp.matmul(edge_c, ww[2]) + (xp.matmul(node_c, ww[1]) + q["b"])[:, :, None, :])
+        y_j = xp.matmul(edge_c, ww[3])[:, :, None, :, :]
+        return xp.matmul(angle, ww[0]) + (y_ik[:, :, :, None, :] + y_j)
 
-    def edge_angle_term(edge, angle):
-        a_sw = geo["a_sw"]
-        m = activate(angle_linear(p["edge_angle1"], edge, angle), act) * a_sw[:, :, None, :, None]
-        m = xp.sum(m, axis=3) * a_sw[..., None] / math.sqrt(a_norm)  # [nf, nloc, a_sel, e]
-        if rf["smooth_edge_update"]:
-            pad = xp.zeros((nf, nloc, nnei - asel, e_dim), dtype=m.dtype)
-            m = xp.concat([m, pad], axis=2)
-        else:  # edges without angles carry themselves ("self" padding, as DeePMD-kit)
-            m = xp.where(geo["a_mask"][..., None], m, edge[:, :, :asel, :])
-            m = xp.concat([m, edge[:, :, asel:, :]], axis=2)
-        return activate(_lin(p["edge_angle2"], m), act)
+    def edge_angle_term(edge, angle, comp):
+        y = activate(angle_linear(p["edge_angle1"], comp, angle), act)  # [nf, nloc, k, j, e]
+        m = xp.matmul(geo["a_sw_row"], xp.reshape(y, (nf, nloc, asel, asel * e_dim)))
+        m = xp.reshape(m, (nf, nloc, asel, e_dim)) * (geo["a_sw"] / math.sqrt(a_norm))[..., None]
+        q = p["edge_angle2"]
+        if rf["smooth_edge_update"]:  # slots without angles: act(0 W + b) = act(b)
+            tail = xp.broadcast_to(activate(q["b"], act), (nf, nloc, nnei - asel, e_dim))
+            return xp.concat([activate(_lin(q, m), act), tail], axis=2)
+        # edges without angles carry themselves ("self" padding, as DeePMD-kit)
+        m = xp.where(geo["a_mask"][..., None], m, edge[:, :, :asel, :])
+        m = xp.concat([m, edge[:, :, asel:, :]], axis=2)
+        return activate(_lin(q, m), act)
 
-    def angle_term(edge, angle):
-        return activate(angle_linear(p["angle_self"], edge, angle), act)
+    def angle_term(angle, comp):
+        return activate(angle_linear(p["angle_self"], comp, angle), act)
 
     if "edge_self" not in p:  # node_only(): the last layer
         return _update(rf, node, node_terms(edge), p.get("n_residual")), edge, angle
@@ -303,13 +319,15 @@ def layer(rf: dict, p: dict, node_ext, edge, angle, nlist, geo: dict, act: str):
     if rf.get("sequential_update", False):
         re, ra = p["e_residual"], p["a_residual"]
         edge = edge + re[0] * edge_self
-        angle = angle + ra[0] * angle_term(edge, angle)
-        edge = edge + re[1] * edge_angle_term(edge, angle)
+        comp = compressed(edge)
+        angle = angle + ra[0] * angle_term(angle, comp)
+        edge = edge + re[1] * edge_angle_term(edge, angle, comp)
         return _update(rf, node, node_terms(edge), p.get("n_residual")), edge, angle
     n_terms, e_terms = node_terms(edge), [edge_self]
     if rf["update_angle"]:
-        e_terms.append(edge_angle_term(edge, angle))
+        comp = compressed(edge)
+        e_terms.append(edge_angle_term(edge, angle, comp))
         if "angle_self" in p:  # see keeps_angle_update()
-            angle = _update(rf, angle, [angle_term(edge, angle)], p.get("a_residual"))
+            angle = _update(rf, angle, [angle_term(angle, comp)], p.get("a_residual"))
     node = _update(rf, node, n_terms, p.get("n_residual"))
     return node, _update(rf, edge, e_terms, p.get("e_residual")), angle
