@@ -88,13 +88,15 @@ def apply(cfg: dict, layers: list, gg, rr, mask, sw, smooth: bool):
     mask [nf, nloc, nnei] real neighbors; sw their switch (0 when empty).
 
     Written for speed (training differentiates all of it twice), the same math as the module
-    docstring: everything that does not depend on the layer ([nnei, nnei] gate, switch products,
-    logit shift) is built once; q, k, v come from three products (slices of one [., 3 attn]
-    product cost a zero-filled full-size tensor each in the backward); the normalisation and
-    the logit scale are one multiply by a [..., 1] factor; v's normalisation and out_proj go
-    before the [nnei, nnei] product ((w v) W = w (v W), attn -> M1 columns); the smooth
-    softmax's normaliser divides the [nnei, M1] result instead of the weights, and with unit
-    q, k (|logit| <= 20 + |scale|) it needs no max subtraction."""
+    docstring: what does not depend on the layer (angle gate, logit shift) is built once; q, k,
+    v come from three products (slices of one [., 3 attn] product cost a zero-filled full-size
+    tensor each in the backward); the normalisation, the logit scale and the smooth form's
+    switches are one multiply by a [..., 1] factor (q_j sw_j . k_k sw_k = w_jk sw_j sw_k; the
+    weights' sw_k goes on v W, their sw_j on output row j, so no [nnei, nnei] product but the
+    angle gate's); v's normalisation and out_proj go before the [nnei, nnei] product
+    ((w v) W = w (v W), attn -> M1 columns); the smooth softmax's normaliser divides the
+    [nnei, M1] result instead of the weights, and with unit q, k (|logit| <= 20 + |scale|)
+    it needs no max subtraction."""
     xp = array_namespace(gg)
     hidden = cfg["attn"]
     temp = cfg.get("temperature")
@@ -102,35 +104,42 @@ def apply(cfg: dict, layers: list, gg, rr, mask, sw, smooth: bool):
     eps = cfg.get("ln_eps")
     eps = 1e-5 if eps is None else float(eps)
     normalize = cfg.get("normalize", True)
-    gate = xp.astype(mask, gg.dtype)[..., None]  # empty slots j attend to nothing
+    gate = None  # the [nnei, nnei] factor on the weights, layer-invariant
     if cfg.get("attn_dotr", True):
         rhat = _l2_unit(rr[..., 1:4])
-        gate = xp.matmul(rhat, xp.matrix_transpose(rhat)) * gate
+        gate = xp.matmul(rhat, xp.matrix_transpose(rhat))
     if smooth:
-        sw2 = sw[..., :, None] * sw[..., None, :]
-        shift = SHIFT * sw2 - SHIFT  # logits (w + 20) sw2 - 20 = w sw2 + shift
-        gate = gate * sw2
+        # sw_j sw_k on the logits and on the weights as [..., 1] factors of q, k and v W (row
+        # j's output times sw_j): no [nnei, nnei] product; sw_j = 0 already empties slot j
+        swc = sw[..., None]
+        shift = SHIFT * (swc * sw[..., None, :]) - SHIFT  # (w + 20) sw2 - 20 = w sw2 + shift
         # unit q and k bound the logits to [-20 - |scale|, |scale|]: exp cannot overflow
         bounded = normalize and abs(scale) <= MAX_FREE_SCALE
     else:
+        row = xp.astype(mask, gg.dtype)[..., None]  # empty slots j attend to nothing
+        gate = row if gate is None else gate * row
         mask_k = mask[..., None, :]
     for layer in layers:
         w_in, b_in = layer["in_proj"]["w"], layer["in_proj"]["b"]
         q, k, v = (xp.matmul(gg, w_in[:, i * hidden:(i + 1) * hidden])
                    + b_in[i * hidden:(i + 1) * hidden] for i in range(3))
         vw = xp.matmul(v, layer["out_proj"]["w"])  # [..., nnei, M1]
-        if normalize:
-            q, k = q * _inv_norm(q, scale), k * _inv_norm(k)
-            vw = vw * _inv_norm(v)
-        else:
-            q = q * scale
+        fq = _inv_norm(q, scale) if normalize else scale
+        fk = _inv_norm(k) if normalize else None
+        fv = _inv_norm(v) if normalize else None
+        if smooth:
+            fq, fk, fv = (swc if f is None else f * swc for f in (fq, fk, fv))
+        q = q * fq
+        k = k if fk is None else k * fk
+        vw = vw if fv is None else vw * fv
         w = xp.matmul(q, xp.matrix_transpose(k))  # [nf, nloc, nnei, nnei]
         if smooth:
-            w = w * sw2 + shift
+            w = w + shift
             if not bounded:
                 w = w - xp.max(real(w), axis=-1, keepdims=True)
             e = xp.exp(w)
-            o = xp.matmul(e * gate, vw) * (1.0 / xp.sum(e, axis=-1, keepdims=True))
+            o = xp.matmul(e if gate is None else e * gate, vw)
+            o = o * (swc / xp.sum(e, axis=-1, keepdims=True))
         else:
             o = xp.matmul(_masked_softmax(w, mask_k) * gate, vw)
         gg = _layer_norm(gg + o + layer["out_proj"]["b"], layer.get("ln"), eps)
