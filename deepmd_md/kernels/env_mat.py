@@ -15,10 +15,9 @@ each when the installed library has it); any other array runs the array-API math
 
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import dataclass
 
+from deepmd_md.kernels import first_kernel
 from deepmd_md.model.env import env_matrix
 from deepmd_md.model.xp import array_namespace
 
@@ -58,27 +57,16 @@ class EnvKernels:
 
 
 KERNELS: list[EnvKernels] = []
-_resolved: dict[str, object] = {}
 
 
 def register(kernels: EnvKernels) -> None:
     KERNELS.append(kernels)
 
 
-def _fn(spec: str):
-    if spec not in _resolved:
-        module, name = spec.split(":")
-        _resolved[spec] = getattr(importlib.import_module(module), name)
-    return _resolved[spec]
-
-
 def kernel_for(ext_coord, kind: str = "env_mat"):
     """The registered fused function `kind` ("env_mat" or "se_a") for this array, or None
     (then the array-API math runs)."""
-    for k in KERNELS:
-        if k.framework in sys.modules and _fn(k.accepts)(ext_coord):
-            return _fn(getattr(k, kind)) if getattr(k, kind) else None
-    return None
+    return first_kernel(KERNELS, ext_coord, kind)
 
 
 def se_a_block(tab: dict, ext_coord, ext_atype, nlist, davg, dstd, rcut_smth: float,

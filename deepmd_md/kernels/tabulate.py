@@ -17,13 +17,12 @@ any other array (NumPy, complex-step included; JAX) runs the array-API reference
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from deepmd_md.kernels import first_kernel
 from deepmd_md.model.env import real
 from deepmd_md.model.nn import apply_embedding_fm
 from deepmd_md.model.xp import array_namespace
@@ -225,7 +224,6 @@ class Kernels:
 
 
 KERNELS: list[Kernels] = []
-_resolved: dict[str, object] = {}
 
 
 def register(kernels: Kernels) -> None:
@@ -233,19 +231,9 @@ def register(kernels: Kernels) -> None:
     KERNELS.append(kernels)
 
 
-def _fn(spec: str):
-    if spec not in _resolved:
-        module, name = spec.split(":")
-        _resolved[spec] = getattr(importlib.import_module(module), name)
-    return _resolved[spec]
-
-
 def _kernel(kind: str, s):
     """The registered function `kind` ("tabulate" or "fusion") for array s, or None."""
-    for k in KERNELS:
-        if k.framework in sys.modules and _fn(k.accepts)(s):
-            return _fn(getattr(k, kind))
-    return None
+    return first_kernel(KERNELS, s, kind)
 
 
 register(Kernels("torch", "array_api_compat:is_torch_array",
