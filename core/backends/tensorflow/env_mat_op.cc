@@ -143,27 +143,12 @@ void se_a_grad_shape(TF_ShapeInferenceContext* ctx, TF_Status* st) {  // like co
   sh.out(0, sh.input(3));
 }
 
-void register_op(const char* name, std::vector<const char*> inputs, void (*shape)(TF_ShapeInferenceContext*, TF_Status*),
-                 void (*kernel)(void*, TF_OpKernelContext*)) {
-  TF_Status* s = TF_NewStatus();
-  TF_OpDefinitionBuilder* b = TF_NewOpDefinitionBuilder(name);
-  TF_OpDefinitionBuilderAddAttr(b, "T: {float, double}");
-  for (const char* in : inputs) TF_OpDefinitionBuilderAddInput(b, in);
-  TF_OpDefinitionBuilderAddOutput(b, "y: T");
-  TF_OpDefinitionBuilderSetShapeInferenceFunction(b, shape);
-  TF_RegisterOpDefinition(b, s);
-  TF_KernelBuilder* kb = TF_NewKernelBuilder(name, "CPU", create, kernel, destroy);
-  TF_RegisterKernelBuilder(name, kb, s);
-  if (TF_GetCode(s) != TF_OK) std::fprintf(stderr, "deepmd_md: registering %s: %s\n", name, TF_Message(s));
-  TF_DeleteStatus(s);
-}
-
 const bool registered = [] {
   std::vector<const char*> in = {"coef: T",      "grid: float64", "net: float64", "coord: T", "nlist: int64",
                                  "atype: int64", "avg: T",        "std: T",       "params: float64"};
-  register_op("DpmdSeATab", in, se_a_shape, compute<se_a<float>, se_a<double>>);
+  register_op("DpmdSeATab", in, {"y: T"}, se_a_shape, compute<se_a<float>, se_a<double>>);
   in.push_back("dy: T");
-  register_op("DpmdSeATabGrad", in, se_a_grad_shape, compute<se_a_grad<float>, se_a_grad<double>>);
+  register_op("DpmdSeATabGrad", in, {"y: T"}, se_a_grad_shape, compute<se_a_grad<float>, se_a_grad<double>>);
   return true;
 }();
 

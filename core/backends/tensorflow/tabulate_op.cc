@@ -173,21 +173,6 @@ void fusion_grad_shape(TF_ShapeInferenceContext* ctx, TF_Status* st) {  // like 
   if (sh.ok()) sh.out(1, sh.input(4));
 }
 
-void register_op(const char* name, std::vector<const char*> inputs, std::vector<const char*> outputs,
-                 void (*shape)(TF_ShapeInferenceContext*, TF_Status*), void (*kernel)(void*, TF_OpKernelContext*)) {
-  TF_Status* s = TF_NewStatus();
-  TF_OpDefinitionBuilder* b = TF_NewOpDefinitionBuilder(name);
-  TF_OpDefinitionBuilderAddAttr(b, "T: {float, double}");
-  for (const char* in : inputs) TF_OpDefinitionBuilderAddInput(b, in);
-  for (const char* out : outputs) TF_OpDefinitionBuilderAddOutput(b, out);
-  TF_OpDefinitionBuilderSetShapeInferenceFunction(b, shape);
-  TF_RegisterOpDefinition(b, s);
-  TF_KernelBuilder* kb = TF_NewKernelBuilder(name, "CPU", create, kernel, destroy);
-  TF_RegisterKernelBuilder(name, kb, s);
-  if (TF_GetCode(s) != TF_OK) std::fprintf(stderr, "deepmd_md: registering %s: %s\n", name, TF_Message(s));
-  TF_DeleteStatus(s);
-}
-
 const bool registered = [] {
   register_op("DpmdTabulate", {"coef: T", "grid: float64", "net: float64", "s: T"}, {"y: T"}, tab_shape,
               compute<tabulate<float>, tabulate<double>>);

@@ -10,6 +10,7 @@
 #include <tensorflow/c/tf_tensor.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -94,5 +95,22 @@ struct Shapes {
   void out(int i, TF_ShapeHandle* h) { TF_ShapeInferenceContextSetOutput(ctx, i, h, st); }
   bool ok() const { return TF_GetCode(st) == TF_OK; }
 };
+
+// Registers op `name` (attr T in {float, double}) and its CPU kernel; a failure is printed, the
+// library still loads (TF then says the op is not registered).
+inline void register_op(const char* name, std::vector<const char*> inputs, std::vector<const char*> outputs,
+                 void (*shape)(TF_ShapeInferenceContext*, TF_Status*), void (*kernel)(void*, TF_OpKernelContext*)) {
+  TF_Status* s = TF_NewStatus();
+  TF_OpDefinitionBuilder* b = TF_NewOpDefinitionBuilder(name);
+  TF_OpDefinitionBuilderAddAttr(b, "T: {float, double}");
+  for (const char* in : inputs) TF_OpDefinitionBuilderAddInput(b, in);
+  for (const char* out : outputs) TF_OpDefinitionBuilderAddOutput(b, out);
+  TF_OpDefinitionBuilderSetShapeInferenceFunction(b, shape);
+  TF_RegisterOpDefinition(b, s);
+  TF_KernelBuilder* kb = TF_NewKernelBuilder(name, "CPU", create, kernel, destroy);
+  TF_RegisterKernelBuilder(name, kb, s);
+  if (TF_GetCode(s) != TF_OK) std::fprintf(stderr, "deepmd_md: registering %s: %s\n", name, TF_Message(s));
+  TF_DeleteStatus(s);
+}
 
 }  // namespace
