@@ -82,6 +82,16 @@ def dp_steady(out: str, warm: int = WARM) -> tuple[float, int]:
     return total / n, n
 
 
+def backend_env(spec: str, env: dict) -> tuple[str, dict]:
+    """'torch+compile@A=1@B=2' -> ('torch+compile', env with A and B set)."""
+    name, *sets = spec.split("@")
+    env = dict(env)
+    for s in sets:
+        k, _, v = s.partition("=")
+        env[k] = v
+    return name, env
+
+
 def deepmd_kit(tmp: Path, venv: Path, steps: int, env) -> dict:
     """DeePMD-kit PT run (train_water's), s/step replaced by dp_steady's."""
     r = tw.deepmd_kit(tmp, venv, "pt", steps, env)
@@ -95,7 +105,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--examples", nargs="+", default=list(EXAMPLES), choices=EXAMPLES)
     ap.add_argument("--backends", nargs="+", default=["torch", "jax"],
-                    help="torch, torch+compile, jax")
+                    help="torch, torch+compile, jax; B@VAR=VALUE runs B with that environment "
+                         "variable (e.g. torch@DPMD_MD_MKL_AMD=0)")
     ap.add_argument("--dp-venv", type=Path, help="a venv with deepmd-kit 3.2 (baseline)")
     ap.add_argument("--threads", default="2")
     ap.add_argument("--seeds", type=int, nargs="+",
@@ -118,21 +129,23 @@ def main() -> None:
             if args.dp_venv:
                 rows["deepmd-kit pt"] = deepmd_kit(tmp / ex, args.dp_venv, args.steps, env)
                 print(ex, rows["deepmd-kit pt"], flush=True)
-            for b in args.backends:
-                rows[f"deepmd_md {b}"] = tw.ours(tmp / ex, b, args.steps, env)
-                print(ex, b, rows[f"deepmd_md {b}"], flush=True)
+            for i, spec in enumerate(args.backends):
+                b, benv = backend_env(spec, env)
+                where = tmp / ex if b == spec else tmp / f"{ex}-env{i}"  # its own work folder
+                rows[f"deepmd_md {spec}"] = tw.ours(where, b, args.steps, benv)
+                print(ex, spec, rows[f"deepmd_md {spec}"], flush=True)
             table.append((ex, rows))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nwater, {args.steps} steps, {args.threads} threads, s/step over steps "
           f"{WARM + 1}-{args.steps} (both codes), RMSE on data_3, peak RSS of the training process")
-    print(f"{'example':<12s} {'run':<22s} {'s/step':>8s} {'vs DP-PT':>9s} {'E meV/atom':>11s} "
+    print(f"{'example':<12s} {'run':<34s} {'s/step':>8s} {'vs DP-PT':>9s} {'E meV/atom':>11s} "
           f"{'F eV/A':>8s} {'peak MiB':>9s}")
     for ex, rows in table:
         base = rows.get("deepmd-kit pt")
         for k, r in rows.items():
             ratio = f"{r['s_per_step'] / base['s_per_step']:.2f}x" if base else "-"
-            print(f"{ex:<12s} {k:<22s} {r['s_per_step']:8.3f} {ratio:>9s} "
+            print(f"{ex:<12s} {k:<34s} {r['s_per_step']:8.3f} {ratio:>9s} "
                   f"{r['e_rmse_mev_atom']:11.2f} {r['f_rmse']:8.3f} {r['peak_rss_mib']:9.0f}")
         if base:
             print(f"{'':<12s} (DeePMD-kit: {base['steps_timed']} steps timed; its own 'average "
@@ -210,7 +223,7 @@ def seed_sweep(args) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nwater, {args.steps} steps, seeds {args.seeds} (training seed S + 9), "
           f"{args.threads} threads, validation data_3 (80 frames)")
-    print(f"{'example':<12s} {'run':<22s} {'E meV/atom mean +- sd':>22s} {'F eV/A mean +- sd':>20s}"
+    print(f"{'example':<12s} {'run':<34s} {'E meV/atom mean +- sd':>22s} {'F eV/A mean +- sd':>20s}"
           "  per seed (E; F)")
     for (ex, code), rs in runs.items():
         cols = []
