@@ -211,3 +211,36 @@ def test_numpy_reference_says_it_is_slow(model_files, frames, capfd, monkeypatch
     err = capfd.readouterr().err
     assert err.count("complex-step reference") == 1
     assert err.count(f"frame {NF}/{NF} ({NAT} atoms)") == 2
+
+
+def test_jax_pads_ghosts_to_buckets(tmp_path):
+    """JAX compiles per shape and the ghost count changes every frame: the model's lower entry
+    gets the ghosts padded to size buckets. Frames with different ghost counts (a
+    message-passing model: its mapping is padded too) equal the reference, and share one
+    compiled shape (without the padding: one per ghost count, which made `dpmd test -b jax`
+    of DPA-2 take minutes)."""
+    pytest.importorskip("jax")
+    from helpers import tiny_descriptors
+
+    from deepmd_md.backends.jax import adapter as jax_adapter
+
+    data = make_model(desc=tiny_descriptors()["dpa2:small"])
+    save_dp(data, str(tmp_path / "m.dp"))
+    coord, atype, boxes = random_frames(NAT, ORTHO_BOX, 1, seed=5, min_dist=0.95)
+    coord, boxes = np.repeat(coord, 3, axis=0), np.repeat(boxes, 3, axis=0)
+    coord[1, 0] -= 0.2  # one atom moved: 70 ghosts instead of 66 (both padded to 80)
+    atype = np.repeat(atype, 3, axis=0)
+    dp = DeepPot(str(tmp_path / "m.dp"), backend="jax")
+    out = [dp.eval(coord[i:i + 1].reshape(1, -1), boxes[i:i + 1], atype[0]) for i in range(3)]
+    e, f = (np.concatenate([o[k] for o in out]) for k in (0, 1))
+    ref = reference.evaluate(data, coord, atype, boxes)
+    assert_close(np.reshape(e, 3), ref[keys.ENERGY], TOL, "energy")
+    assert_close(np.reshape(f, (3, NAT, 3)), ref[keys.FORCE], TOL, "force")
+    from deepmd_md.model.frames import prepare_frames
+
+    ghosts = set()
+    for i in range(3):
+        prep = prepare_frames(data["config"], coord[i:i + 1], atype[i:i + 1], boxes[i:i + 1])
+        ghosts.add(prep[keys.MAPPING].shape[1] - NAT)
+    fn = next(iter(jax_adapter._LOWER_CACHE.values()))
+    assert len(ghosts) == 2 and fn._cache_size() == 1, (ghosts, fn._cache_size())

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 
 from deepmd_md import keys  # noqa: E402
 from deepmd_md.backends.common import efv_from_grads, total_energy  # noqa: E402
+from deepmd_md.backends.jax.savedmodel import bucket  # noqa: E402
 from deepmd_md.model.model import atomic_outputs  # noqa: E402
 from deepmd_md.train.loss import ener_loss  # noqa: E402
 from deepmd_md.train.optim import adam_update, frozen_mask  # noqa: E402
@@ -69,9 +70,21 @@ def evaluate_lower(config, params, buffers, ext_coord, ext_atype, nlist, mapping
             return ae, -g
 
         _LOWER_CACHE[key] = jax.jit(lower)
-    ae, f = _LOWER_CACHE[key](params, buffers, jnp.asarray(ext_coord), jnp.asarray(ext_atype),
-                              jnp.asarray(nlist), None if mapping is None else jnp.asarray(mapping))
-    return {keys.ATOM_ENERGY: np.asarray(ae), keys.EXT_FORCE: np.asarray(f)}
+    # jit compiles once per shape, and the ghost count changes with every frame: pad the
+    # ghosts to the SavedModel's size buckets (one compile per bucket, not per frame).
+    # Padded ghosts are listed by nobody, so they change nothing (force 0, sliced off).
+    nall, nloc = ext_coord.shape[1], nlist.shape[1]
+    pad = nloc + bucket(nall - nloc) - nall
+
+    def padded(x, value=0):
+        x = np.asarray(x)
+        return x if pad <= 0 else np.concatenate(
+            [x, np.full((x.shape[0], pad, *x.shape[2:]), value, x.dtype)], axis=1)
+
+    ae, f = _LOWER_CACHE[key](params, buffers, jnp.asarray(padded(ext_coord)),
+                              jnp.asarray(padded(ext_atype, -1)), jnp.asarray(nlist),
+                              None if mapping is None else jnp.asarray(padded(mapping)))
+    return {keys.ATOM_ENERGY: np.asarray(ae), keys.EXT_FORCE: np.asarray(f)[:, :nall]}
 
 
 class Trainer:
