@@ -20,12 +20,12 @@ _state = {"loaded": None}
 
 
 def load() -> bool:
-    """Load the library globally (once; a no-op off x86-64 Linux, when turned off, or when the
-    library is not built). Returns whether it is loaded."""
+    """Load the library globally (once; a no-op off x86-64 Linux or when the library is not
+    built). Returns whether it is loaded."""
     if _state["loaded"] is None:
         _state["loaded"] = False
-        if (os.environ.get("DPMD_MD_MKL_AMD") != "0" and platform.system() == "Linux"
-                and platform.machine() in ("x86_64", "AMD64")):
+        # DPMD_MD_MKL_AMD=0 is read by the library itself (one place for the switch)
+        if platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64"):
             import ctypes
 
             from deepmd_md.lmp import native_lib
